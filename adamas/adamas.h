@@ -1,0 +1,239 @@
+/*
+ * adamas.h - sparse attention for long-context decoding (Adamas).
+ *
+ * A query and every cached key are rotated by an orthonormal Hadamard matrix,
+ * each coordinate is bucketized into a 2-bit code, and at decode time each query
+ * head attends only to the `budget` cached tokens whose codes are nearest (L1)
+ * to the query's code.  Exact softmax attention runs over that set.
+ *
+ * Conventions of every function below:
+ *   - functions return 0 (ADAMAS_OK) or a negative adamas_status, unless they
+ *     return a value by nature (documented per function);
+ *   - a failing call changes none of its outputs and leaves a message naming the
+ *     bad argument in adamas_last_error() (per thread);
+ *   - no function prints, exits or aborts;
+ *   - shapes are written row-major, outermost first: [n][n_kv_heads][head_dim].
+ */
+#ifndef ADAMAS_H
+#define ADAMAS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(ADAMAS_BUILDING_SHARED)
+#define ADAMAS_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define ADAMAS_API __attribute__((visibility("default")))
+#else
+#define ADAMAS_API
+#endif
+
+#define ADAMAS_VERSION_MAJOR 0
+#define ADAMAS_VERSION_MINOR 1
+#define ADAMAS_VERSION_PATCH 0
+
+/* ---------------------------------------------------------------------------
+ * Status and errors
+ * ------------------------------------------------------------------------- */
+
+enum adamas_status {
+    ADAMAS_OK = 0,
+    ADAMAS_EINVAL = -1,    /* an argument is out of its documented domain      */
+    ADAMAS_ENOMEM = -2,    /* an allocation failed                             */
+    ADAMAS_ECAPACITY = -3, /* the cache would exceed max_tokens                */
+    ADAMAS_ENOTSUP = -4,   /* the requested ISA or backend is not available    */
+    ADAMAS_EIO = -5,       /* reading or writing a file failed                 */
+    ADAMAS_EFORMAT = -6    /* a file is malformed                              */
+};
+
+/* Name of a status ("ADAMAS_EINVAL: invalid argument"); never NULL. */
+ADAMAS_API const char *adamas_strerror(int status);
+
+/* Message of the most recent failing call on this thread, naming the bad argument;
+ * "" when no call has failed on this thread.  Valid until the next failing call. */
+ADAMAS_API const char *adamas_last_error(void);
+
+/* ---------------------------------------------------------------------------
+ * Kernels on single vectors
+ *
+ * d is the vector length: a power of two, 16 <= d <= 1024.
+ * ------------------------------------------------------------------------- */
+
+#define ADAMAS_MIN_HEAD_DIM 16
+#define ADAMAS_MAX_HEAD_DIM 1024
+
+/* In-place orthonormal Hadamard transform of x[d] (Sylvester order, stages
+ * h = 1, 2, ..., d/2, then a multiplication by (float)(1/sqrt(d))).  Bit-identical
+ * on every ISA.  EINVAL: x NULL, d invalid, or a non-finite element (x unchanged). */
+ADAMAS_API int adamas_hadamard_f32(float *x, size_t d);
+
+/* Number of uint64 words of one planar 2-bit code of dimension d: 2*ceil(d/64). */
+ADAMAS_API size_t adamas_code_words(size_t d);
+
+/* Planar 2-bit code of a transformed vector xh[d] with thresholds t0 < t1 < t2:
+ * code(x) = (x > t0) + (x > t1) + (x > t2).  For dimension i, word 2*(i/64) holds
+ * the low bit and word 2*(i/64)+1 the high bit at bit i%64; unused bits are 0.
+ * code: [adamas_code_words(d)].  EINVAL: NULL pointer, d invalid, thresholds not
+ * finite and strictly increasing, or a non-finite element of xh. */
+ADAMAS_API int adamas_encode_2bit(const float *xh, size_t d, const float th[3],
+                                  uint64_t *code);
+
+/* Number of uint16 words of one interleaved code (the layout of the paper's
+ * release): d/8.  0 for d not a multiple of 8. */
+ADAMAS_API size_t adamas_interleaved_words(size_t d);
+
+/* Planar code -> interleaved layout: 8 dimensions per 16-bit word, dimension i in
+ * word i/8 at bits 2*(i%8) (low bit of the code) and 2*(i%8)+1 (high bit).  Store
+ * the words little-endian to match the release byte for byte.
+ * inter: [adamas_interleaved_words(d)].  EINVAL: NULL pointer, d invalid, or a set
+ * bit beyond dimension d in the planar code. */
+ADAMAS_API int adamas_codes_to_interleaved(const uint64_t *planar, size_t d, uint16_t *inter);
+
+/* Interleaved layout -> planar code.  planar: [adamas_code_words(d)].
+ * EINVAL: NULL pointer or d invalid. */
+ADAMAS_API int adamas_codes_from_interleaved(const uint16_t *inter, size_t d, uint64_t *planar);
+
+/* Exact L1 distance sum_i |a(i) - b(i)| of two planar codes of dimension d
+ * (at most 3d).  Returns UINT32_MAX (and sets adamas_last_error) on a NULL pointer
+ * or an invalid d. */
+ADAMAS_API uint32_t adamas_l1_distance(const uint64_t *a, const uint64_t *b, size_t d);
+
+/* The metric of the paper's CUDA kernel: popcount(lo_a ^ lo_b) + 2*popcount(hi_a ^ hi_b).
+ * Equals L1 except for the code pair {1, 2}, which it counts as 3.  Returns UINT32_MAX
+ * on a NULL pointer or an invalid d. */
+ADAMAS_API uint32_t adamas_xorw_distance(const uint64_t *a, const uint64_t *b, size_t d);
+
+/* Indices of the k smallest of dist[n], ties broken toward the larger index,
+ * written ascending to idx[k].  Histogram (radix) selection; identical output to
+ * a heap or a full sort with the same tie rule.  EINVAL: NULL pointer (with k > 0),
+ * k > n, or n >= UINT32_MAX. */
+ADAMAS_API int adamas_topk_smallest(const uint16_t *dist, size_t n, size_t k, uint32_t *idx);
+
+/* ---------------------------------------------------------------------------
+ * Instruction sets
+ * ------------------------------------------------------------------------- */
+
+/* Choose the kernels: "scalar", "avx2", "avx512", "neon", or "auto"/NULL for the
+ * best this CPU has.  Without a call, the environment variable ADAMAS_ISA (same
+ * names) decides at first use, else "auto".  EINVAL: unknown name; ENOTSUP: the
+ * CPU or this build lacks that ISA (the previous choice stays). */
+ADAMAS_API int adamas_set_isa(const char *name);
+
+/* Name of the kernels in use ("scalar", "avx2", ...), choosing them first if no
+ * call has yet; "none" when ADAMAS_ISA names an ISA that cannot run here. */
+ADAMAS_API const char *adamas_isa_name(void);
+
+/* 1 if this build and this CPU can run the named ISA, else 0. */
+ADAMAS_API int adamas_isa_available(const char *name);
+
+/* ---------------------------------------------------------------------------
+ * KV cache and decoding
+ * ------------------------------------------------------------------------- */
+
+typedef enum { ADAMAS_F32 = 0, ADAMAS_F16 = 1, ADAMAS_BF16 = 2 } adamas_dtype;
+
+typedef enum { ADAMAS_METRIC_L1 = 0, ADAMAS_METRIC_XORW = 1 } adamas_metric;
+
+typedef enum {
+    ADAMAS_SELECT_ADAMAS = 0,    /* forced set + smallest code distance             */
+    ADAMAS_SELECT_FULL = 1,      /* every token (dense attention)                   */
+    ADAMAS_SELECT_ORACLE = 2,    /* forced set + largest exact logit q.k            */
+    ADAMAS_SELECT_STREAMING = 3, /* `sink` first tokens + the most recent rest      */
+    ADAMAS_SELECT_QUEST = 4      /* pages ranked by their min/max bound             */
+} adamas_selector;
+
+typedef struct {
+    uint32_t n_heads;         /* query heads Hq                                     */
+    uint32_t n_kv_heads;      /* key/value heads Hkv; Hq % Hkv == 0                 */
+    uint32_t head_dim;        /* d: power of two, 16..1024                          */
+    uint32_t max_tokens;      /* capacity, 1 .. UINT32_MAX-1                        */
+    adamas_dtype kv_dtype;    /* storage of keys and values                         */
+    float q_thresholds[3];    /* query bucket thresholds, t0 < t1 < t2              */
+    float k_thresholds[3];    /* key bucket thresholds, t0 < t1 < t2                */
+    adamas_metric metric;     /* code distance                                      */
+    uint32_t page_size;       /* Quest page size P (>= 1); bounds kept on append    */
+} adamas_cache_config;
+
+typedef struct {
+    adamas_selector selector;
+    uint32_t budget;    /* B: tokens attended per query head, forced ones included   */
+    uint32_t sink;      /* first tokens always attended                             */
+    uint32_t recent;    /* last tokens always attended                              */
+    uint32_t page_size; /* Quest: 0 or the cache's page_size                        */
+    uint32_t rerank;    /* 0/1 off; R > 1: codes pick R*(B-|F|), q.k picks B-|F|    */
+} adamas_decode_params;
+
+typedef struct adamas_cache adamas_cache;
+
+/* Defaults: f32 storage, thresholds {-10, 0, 10} for queries and keys, L1 metric,
+ * Quest pages of 16 tokens. */
+ADAMAS_API adamas_cache_config adamas_cache_config_default(uint32_t n_heads, uint32_t n_kv_heads,
+                                                           uint32_t head_dim, uint32_t max_tokens);
+
+/* Defaults: sink 0 (4 for ADAMAS_SELECT_STREAMING), recent 1, page_size 16, rerank 0. */
+ADAMAS_API adamas_decode_params adamas_decode_params_default(adamas_selector selector,
+                                                             uint32_t budget);
+
+/* Allocate an empty cache for cfg->max_tokens tokens; *out is set only on success.
+ * EINVAL: a field out of its domain (the message names it); ENOMEM; ENOTSUP when
+ * ADAMAS_ISA names an ISA that cannot run here. */
+ADAMAS_API int adamas_cache_create(const adamas_cache_config *cfg, adamas_cache **out);
+
+/* Free a cache; NULL is ignored. */
+ADAMAS_API void adamas_cache_destroy(adamas_cache *c);
+
+/* The configuration the cache was created with. */
+ADAMAS_API adamas_cache_config adamas_cache_get_config(const adamas_cache *c);
+
+/* Append n tokens.  k, v: [n][n_kv_heads][head_dim] f32.  Keys are encoded from
+ * the f32 values given; keys and values are stored rounded to kv_dtype.
+ * All or nothing: EINVAL (NULL pointer, a NaN/Inf element, or a value beyond the
+ * storage dtype's range) or ECAPACITY (len + n > max_tokens) leave the cache as it
+ * was.  n == 0 is a no-op. */
+ADAMAS_API int adamas_cache_append(adamas_cache *c, const float *k, const float *v, uint32_t n);
+
+/* Number of tokens stored; 0 for NULL. */
+ADAMAS_API uint32_t adamas_cache_len(const adamas_cache *c);
+
+/* Per-head thresholds from the stored keys (an extension of the paper): for each kv
+ * head, keys use {-tau*s, 0, tau*s} with s the RMS of that head's transformed stored
+ * keys, and the stored keys are re-encoded with them; queries switch to per-step
+ * thresholds {-tau*r, 0, tau*r} with r the RMS of the transformed query.  Later
+ * appends encode with the calibrated key thresholds.  tau 0.6745 gives equal bucket
+ * occupancy for Gaussian data.  EINVAL: tau not finite and > 0, an empty cache, or a
+ * head whose keys are all zero (nothing changes). */
+ADAMAS_API int adamas_cache_calibrate(adamas_cache *c, float tau);
+
+/* Key thresholds in use for kv head g (after calibration they differ per head). */
+ADAMAS_API int adamas_cache_key_thresholds(const adamas_cache *c, uint32_t kv_head, float th[3]);
+
+/* Planar code stored for token t of kv head g.  code: [adamas_code_words(head_dim)]. */
+ADAMAS_API int adamas_cache_code(const adamas_cache *c, uint32_t kv_head, uint32_t token,
+                                 uint64_t *code);
+
+/* One decode step for every query head.  q: [n_heads][head_dim] f32 (finite);
+ * out: [n_heads][head_dim]; selected (may be NULL): [n_heads][budget], each row the
+ * attended token indices ascending, unused slots UINT32_MAX; not written for FULL.
+ * Query head h reads kv head h / (n_heads / n_kv_heads).  With n tokens cached:
+ * n <= budget attends to all; otherwise the selector picks `budget` tokens.
+ * EINVAL: NULL pointer, empty cache, non-finite query, unknown selector, a budget not
+ * larger than the forced set (n > budget), page_size differing from the cache's.
+ * The cache is only read: several threads may decode from one cache at once. */
+ADAMAS_API int adamas_decode(const adamas_cache *c, const adamas_decode_params *p,
+                             const float *q, float *out, uint32_t *selected);
+
+/* Half-precision helpers (IEEE binary16 and bfloat16), round to nearest even. */
+ADAMAS_API uint16_t adamas_f32_to_f16(float x);
+ADAMAS_API float adamas_f16_to_f32(uint16_t h);
+ADAMAS_API uint16_t adamas_f32_to_bf16(float x);
+ADAMAS_API float adamas_bf16_to_f32(uint16_t h);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ADAMAS_H */

@@ -1,0 +1,86 @@
+/* distance.c - distances between planar 2-bit codes (specification and public entry). */
+#include "error.h"
+#include "kernels.h"
+#include "validate.h"
+
+static inline unsigned popcount64(uint64_t x)
+{
+#if defined(__GNUC__)
+    return (unsigned)__builtin_popcountll(x);
+#else
+    x = x - ((x >> 1) & 0x5555555555555555u);
+    x = (x & 0x3333333333333333u) + ((x >> 2) & 0x3333333333333333u);
+    x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fu;
+    return (unsigned)((x * 0x0101010101010101u) >> 56);
+#endif
+}
+
+/* Exact L1 through thermometer planes: code >= 1 is hi|lo, code >= 2 is hi, code == 3
+ * is hi&lo, and |ca - cb| counts the planes on which a and b differ. */
+static unsigned l1_words(const uint64_t *a, const uint64_t *b, size_t words)
+{
+    unsigned dist = 0;
+    for (size_t w = 0; w < words; w += 2) {
+        uint64_t alo = a[w], ahi = a[w + 1], blo = b[w], bhi = b[w + 1];
+        dist += popcount64((ahi | alo) ^ (bhi | blo)) + popcount64(ahi ^ bhi) +
+                popcount64((ahi & alo) ^ (bhi & blo));
+    }
+    return dist;
+}
+
+/* The paper's kernel: bit planes weighted 1 and 2. */
+static unsigned xorw_words(const uint64_t *a, const uint64_t *b, size_t words)
+{
+    unsigned dist = 0;
+    for (size_t w = 0; w < words; w += 2)
+        dist += popcount64(a[w] ^ b[w]) + 2 * popcount64(a[w + 1] ^ b[w + 1]);
+    return dist;
+}
+
+void adamas_scan_l1_scalar(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
+                           uint16_t *dist, uint32_t *hist)
+{
+    for (size_t j = 0; j < n; j++) {
+        dist[j] = (uint16_t)l1_words(q, codes + j * words, words);
+        if (hist)
+            hist[dist[j]]++;
+    }
+}
+
+void adamas_scan_xorw_scalar(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
+                             uint16_t *dist, uint32_t *hist)
+{
+    for (size_t j = 0; j < n; j++) {
+        dist[j] = (uint16_t)xorw_words(q, codes + j * words, words);
+        if (hist)
+            hist[dist[j]]++;
+    }
+}
+
+static int distance_args_ok(const char *fn, const uint64_t *a, const uint64_t *b, size_t d)
+{
+    if (!a || !b) {
+        adamas_fail(ADAMAS_EINVAL, "%s: %s is NULL", fn, !a ? "a" : "b");
+        return 0;
+    }
+    if (!adamas_head_dim_ok(d)) {
+        adamas_fail(ADAMAS_EINVAL, "%s: d = %zu is not a power of two in [%d, %d]", fn, d,
+                    ADAMAS_MIN_HEAD_DIM, ADAMAS_MAX_HEAD_DIM);
+        return 0;
+    }
+    return 1;
+}
+
+uint32_t adamas_l1_distance(const uint64_t *a, const uint64_t *b, size_t d)
+{
+    if (!distance_args_ok("adamas_l1_distance", a, b, d))
+        return UINT32_MAX;
+    return l1_words(a, b, adamas_code_words(d));
+}
+
+uint32_t adamas_xorw_distance(const uint64_t *a, const uint64_t *b, size_t d)
+{
+    if (!distance_args_ok("adamas_xorw_distance", a, b, d))
+        return UINT32_MAX;
+    return xorw_words(a, b, adamas_code_words(d));
+}

@@ -1,0 +1,81 @@
+/*
+ * kernels.h - the kernel table: the innermost loops, one implementation per ISA.
+ *
+ * The scalar entries (suffix _scalar, in adamas/) are the specification; each file in
+ * simd/ fills the same table for its ISA and is tested against them.  Everything
+ * above this table (cache, selection, decode) is written once and never knows the ISA.
+ *
+ * Contracts every implementation keeps:
+ *   - hadamard, encode, scan: bit-identical to the scalar entries;
+ *   - dot, page_score: bit-identical too, because they rank tokens (oracle, rerank,
+ *     Quest).  Their summation order is fixed: 16 interleaved f32 partial sums,
+ *     lane l = l-th element of each 16-element block, each step `acc += a*b` with
+ *     the product rounded first (no FMA), then the lanes folded pairwise
+ *     acc[l] += acc[l+8], acc[l] += acc[l+4], acc[l] += acc[l+2], acc[l] += acc[l+1];
+ *   - axpy, exp_sum: within a few ulp of the scalar entries.
+ */
+#ifndef ADAMAS_KERNELS_H
+#define ADAMAS_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* One 16-lane block: the unit of the fixed summation order. */
+#define ADAMAS_DOT_LANES 16
+
+/* dist[j] = distance(q, codes + j*words) for j < n (uint16: at most 3*1024);
+ * when hist is not NULL also hist[dist[j]] += 1. */
+typedef void (*adamas_scan_fn)(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
+                               uint16_t *dist, uint32_t *hist);
+
+/* q[d] . row[d], row of one storage dtype, in the fixed summation order. */
+typedef float (*adamas_dot_fn)(const float *q, const void *row, size_t d);
+
+/* y[d] += a * row[d], row of one storage dtype. */
+typedef void (*adamas_axpy_fn)(float *y, float a, const void *row, size_t d);
+
+typedef struct adamas_kernels {
+    const char *name;
+    /* In-place Hadamard transform of x[d] (DESIGN §2). */
+    void (*hadamard)(float *x, size_t d);
+    /* Planar 2-bit code of xh[d]. */
+    void (*encode)(const float *xh, size_t d, const float th[3], uint64_t *code);
+    /* hadamard(x) then encode(x): x is left transformed. */
+    void (*hadamard_encode)(float *x, size_t d, const float th[3], uint64_t *code);
+    adamas_scan_fn scan[2];   /* indexed by adamas_metric */
+    adamas_dot_fn dot[3];     /* indexed by adamas_dtype of the row */
+    adamas_axpy_fn axpy[3];   /* indexed by adamas_dtype of the row */
+    /* s[i] = exp(s[i] - max) for i < n; returns the sum of the new s[i]. */
+    float (*exp_sum)(float *s, size_t n, float max);
+    /* Quest bound of a page: sum_i max(q_i*lo_i, q_i*hi_i), fixed summation order. */
+    float (*page_score)(const float *q, const float *lo, const float *hi, size_t d);
+} adamas_kernels;
+
+/* The kernels in use: chosen at first call from ADAMAS_ISA or the CPU.
+ * Returns 0, or ENOTSUP/EINVAL (with adamas_last_error set) when ADAMAS_ISA names an
+ * ISA this machine cannot run. */
+int adamas_kernels_get(const adamas_kernels **out);
+
+/* The table of a named ISA if this build and CPU can run it, else NULL. */
+const adamas_kernels *adamas_kernels_by_name(const char *name);
+
+/* Scalar specification, shared by the tables that do not override an entry. */
+void adamas_hadamard_scalar(float *x, size_t d);
+void adamas_encode_scalar(const float *xh, size_t d, const float th[3], uint64_t *code);
+void adamas_hadamard_encode_scalar(float *x, size_t d, const float th[3], uint64_t *code);
+void adamas_scan_l1_scalar(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
+                           uint16_t *dist, uint32_t *hist);
+void adamas_scan_xorw_scalar(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
+                             uint16_t *dist, uint32_t *hist);
+float adamas_dot_f32_scalar(const float *q, const void *row, size_t d);
+float adamas_dot_f16_scalar(const float *q, const void *row, size_t d);
+float adamas_dot_bf16_scalar(const float *q, const void *row, size_t d);
+void adamas_axpy_f32_scalar(float *y, float a, const void *row, size_t d);
+void adamas_axpy_f16_scalar(float *y, float a, const void *row, size_t d);
+void adamas_axpy_bf16_scalar(float *y, float a, const void *row, size_t d);
+float adamas_exp_sum_scalar(float *s, size_t n, float max);
+float adamas_page_score_scalar(const float *q, const float *lo, const float *hi, size_t d);
+
+extern const adamas_kernels adamas_kernels_scalar;
+
+#endif

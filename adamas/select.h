@@ -1,0 +1,24 @@
+/* select.h - top-k selection with the project's tie rule.
+ *
+ * Every selection returns positions in ascending order and breaks ties toward the
+ * larger position (the more recent token). */
+#ifndef ADAMAS_SELECT_H
+#define ADAMAS_SELECT_H
+
+#include <stdint.h>
+
+/* Histogram select of the k smallest of dist[n] (1 <= k <= n), given
+ * hist[v] = count of dist == v for v < nbins (every dist < nbins).
+ * Writes base + position, ascending, to idx[k]. */
+void adamas_select_smallest_hist(const uint16_t *dist, uint32_t n, uint32_t k,
+                                 const uint32_t *hist, uint32_t nbins, uint32_t base,
+                                 uint32_t *idx);
+
+/* The same set by a bounded max-heap: the reference the histogram is tested against. */
+void adamas_select_smallest_heap(const uint16_t *dist, uint32_t n, uint32_t k, uint32_t base,
+                                 uint32_t *idx);
+
+/* Positions of the k largest of score[n] (1 <= k <= n), ascending, by a heap. */
+void adamas_select_largest_f32(const float *score, uint32_t n, uint32_t k, uint32_t *idx);
+
+#endif

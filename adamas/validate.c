@@ -1,0 +1,23 @@
+/* validate.c - argument checks shared by the public entry points. */
+#include <math.h>
+
+#include "adamas.h"
+#include "validate.h"
+
+bool adamas_head_dim_ok(size_t d)
+{
+    return d >= ADAMAS_MIN_HEAD_DIM && d <= ADAMAS_MAX_HEAD_DIM && (d & (d - 1)) == 0;
+}
+
+size_t adamas_first_nonfinite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return i;
+    return n;
+}
+
+bool adamas_thresholds_ok(const float th[3])
+{
+    return isfinite(th[0]) && isfinite(th[1]) && isfinite(th[2]) && th[0] < th[1] && th[1] < th[2];
+}

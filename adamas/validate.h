@@ -1,0 +1,17 @@
+/* validate.h - argument checks shared by the public entry points. */
+#ifndef ADAMAS_VALIDATE_H
+#define ADAMAS_VALIDATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* d is a power of two in [ADAMAS_MIN_HEAD_DIM, ADAMAS_MAX_HEAD_DIM]. */
+bool adamas_head_dim_ok(size_t d);
+
+/* Index of the first non-finite element of x[n], or n when all are finite. */
+size_t adamas_first_nonfinite(const float *x, size_t n);
+
+/* th[0] < th[1] < th[2], all finite. */
+bool adamas_thresholds_ok(const float th[3]);
+
+#endif

@@ -1,0 +1,97 @@
+/* vector.c - the attention arithmetic: dot products, weighted sums, exponentials.
+ *
+ * Dot products and page scores use the fixed summation order of kernels.h (16 lanes,
+ * pairwise fold) because they rank tokens, and every ISA must rank identically. */
+#include <math.h>
+
+#include "adamas.h"
+#include "half.h"
+#include "kernels.h"
+
+/* Element i of a stored row, widened to f32 (exact for every dtype).  Called with a
+ * constant dtype, so each wrapper below compiles to its own loop. */
+static inline float row_elem(const void *row, size_t i, adamas_dtype dtype)
+{
+    switch (dtype) {
+    case ADAMAS_F16: return adamas_half_to_float(((const uint16_t *)row)[i]);
+    case ADAMAS_BF16: return adamas_bfloat_to_float(((const uint16_t *)row)[i]);
+    default: return ((const float *)row)[i];
+    }
+}
+
+/* Fold the 16 lane sums: l += l+8, l += l+4, l += l+2, l += l+1. */
+static float fold_lanes(float acc[ADAMAS_DOT_LANES])
+{
+    for (int width = ADAMAS_DOT_LANES / 2; width >= 1; width /= 2)
+        for (int l = 0; l < width; l++)
+            acc[l] = acc[l] + acc[l + width];
+    return acc[0];
+}
+
+static inline float dot_rows(const float *q, const void *row, size_t d, adamas_dtype dtype)
+{
+    float acc[ADAMAS_DOT_LANES] = {0};
+    for (size_t i = 0; i < d; i += ADAMAS_DOT_LANES)
+        for (int l = 0; l < ADAMAS_DOT_LANES; l++) {
+            float p = q[i + l] * row_elem(row, i + l, dtype);
+            acc[l] = acc[l] + p;
+        }
+    return fold_lanes(acc);
+}
+
+static inline void axpy_rows(float *y, float a, const void *row, size_t d, adamas_dtype dtype)
+{
+    for (size_t i = 0; i < d; i++)
+        y[i] += a * row_elem(row, i, dtype);
+}
+
+float adamas_dot_f32_scalar(const float *q, const void *row, size_t d)
+{
+    return dot_rows(q, row, d, ADAMAS_F32);
+}
+
+float adamas_dot_f16_scalar(const float *q, const void *row, size_t d)
+{
+    return dot_rows(q, row, d, ADAMAS_F16);
+}
+
+float adamas_dot_bf16_scalar(const float *q, const void *row, size_t d)
+{
+    return dot_rows(q, row, d, ADAMAS_BF16);
+}
+
+void adamas_axpy_f32_scalar(float *y, float a, const void *row, size_t d)
+{
+    axpy_rows(y, a, row, d, ADAMAS_F32);
+}
+
+void adamas_axpy_f16_scalar(float *y, float a, const void *row, size_t d)
+{
+    axpy_rows(y, a, row, d, ADAMAS_F16);
+}
+
+void adamas_axpy_bf16_scalar(float *y, float a, const void *row, size_t d)
+{
+    axpy_rows(y, a, row, d, ADAMAS_BF16);
+}
+
+float adamas_page_score_scalar(const float *q, const float *lo, const float *hi, size_t d)
+{
+    float acc[ADAMAS_DOT_LANES] = {0};
+    for (size_t i = 0; i < d; i += ADAMAS_DOT_LANES)
+        for (int l = 0; l < ADAMAS_DOT_LANES; l++) {
+            float a = q[i + l] * lo[i + l], b = q[i + l] * hi[i + l];
+            acc[l] = acc[l] + (a > b ? a : b);
+        }
+    return fold_lanes(acc);
+}
+
+float adamas_exp_sum_scalar(float *s, size_t n, float max)
+{
+    float sum = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        s[i] = expf(s[i] - max);
+        sum += s[i];
+    }
+    return sum;
+}
