@@ -22,9 +22,9 @@ float rng_normal(void);
 /* x[n] standard normal times scale */
 void rng_fill_normal(float *x, size_t n, float scale);
 
-/* cr_assert with the seed in front of the message. */
-#define expect(cond, ...) cr_assert((cond), "[ADAMAS_TEST_SEED=%llu] " __VA_ARGS__)
-#define SEEDED(...) "[ADAMAS_TEST_SEED=%llu] " __VA_ARGS__
+/* cr_assert with the seed in front of the message (fmt: a string literal). */
+#define expect(cond, fmt, ...) \
+    cr_assert((cond), "[ADAMAS_TEST_SEED=%llu] " fmt, test_seed, ##__VA_ARGS__)
 
 /* Bytes that no correct computation writes: fill outputs with them first. */
 #define POISON_U32 0xdeadbeefu
