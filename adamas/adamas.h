@@ -138,6 +138,14 @@ typedef enum { ADAMAS_F32 = 0, ADAMAS_F16 = 1, ADAMAS_BF16 = 2 } adamas_dtype;
 
 typedef enum { ADAMAS_METRIC_L1 = 0, ADAMAS_METRIC_XORW = 1 } adamas_metric;
 
+/* What the codes are computed from.  ADAMAS_TRANSFORM_NONE encodes the raw query and
+ * keys, without the Hadamard rotation: the paper's ablation, for measuring what the
+ * rotation buys; calibration then uses the RMS of the raw vectors. */
+typedef enum {
+    ADAMAS_TRANSFORM_HADAMARD = 0, /* codes of Hq and Hk (Adamas; the default)         */
+    ADAMAS_TRANSFORM_NONE = 1      /* codes of q and k as given                        */
+} adamas_transform;
+
 typedef enum {
     ADAMAS_SELECT_ADAMAS = 0,    /* forced set + smallest code distance             */
     ADAMAS_SELECT_FULL = 1,      /* every token (dense attention)                   */
@@ -156,6 +164,7 @@ typedef struct {
     float k_thresholds[3];    /* key bucket thresholds, t0 < t1 < t2                */
     adamas_metric metric;     /* code distance                                      */
     uint32_t page_size;       /* Quest page size P (>= 1); bounds kept on append    */
+    adamas_transform transform; /* rotation before encoding (default Hadamard)      */
 } adamas_cache_config;
 
 typedef struct {
@@ -170,7 +179,7 @@ typedef struct {
 typedef struct adamas_cache adamas_cache;
 
 /* Defaults: f32 storage, thresholds {-10, 0, 10} for queries and keys, L1 metric,
- * Quest pages of 16 tokens. */
+ * Quest pages of 16 tokens, Hadamard transform. */
 ADAMAS_API adamas_cache_config adamas_cache_config_default(uint32_t n_heads, uint32_t n_kv_heads,
                                                            uint32_t head_dim, uint32_t max_tokens);
 

@@ -25,6 +25,7 @@ adamas_cache_config adamas_cache_config_default(uint32_t n_heads, uint32_t n_kv_
         .k_thresholds = {-10.0f, 0.0f, 10.0f},
         .metric = ADAMAS_METRIC_L1,
         .page_size = 16,
+        .transform = ADAMAS_TRANSFORM_HADAMARD,
     };
     return cfg;
 }
@@ -79,6 +80,9 @@ static int check_config(const adamas_cache_config *cfg)
                                                                    : "q_thresholds");
     if (cfg->page_size == 0)
         return adamas_fail(ADAMAS_EINVAL, "%s: page_size is 0", fn);
+    if ((unsigned)cfg->transform > ADAMAS_TRANSFORM_NONE)
+        return adamas_fail(ADAMAS_EINVAL, "%s: transform = %d is unknown", fn,
+                           (int)cfg->transform);
     return ADAMAS_OK;
 }
 
@@ -262,9 +266,13 @@ int adamas_cache_append(adamas_cache *c, const float *k, const float *v, uint32_
             store_row(kdst, krow, d, c->cfg.kv_dtype);
             store_row(adamas_cache_value_row(c, g, token), vrow, d, c->cfg.kv_dtype);
 
-            memcpy(transformed, krow, d * sizeof *krow);
-            kern->hadamard_encode(transformed, d, c->k_thresholds[g],
-                                  adamas_cache_codes(c, g, token));
+            if (c->cfg.transform == ADAMAS_TRANSFORM_NONE) {
+                kern->encode(krow, d, c->k_thresholds[g], adamas_cache_codes(c, g, token));
+            } else {
+                memcpy(transformed, krow, d * sizeof *krow);
+                kern->hadamard_encode(transformed, d, c->k_thresholds[g],
+                                      adamas_cache_codes(c, g, token));
+            }
 
             load_row(stored, kdst, d, c->cfg.kv_dtype);
             update_page_bounds(c, g, token, stored);
@@ -301,7 +309,8 @@ int adamas_cache_calibrate(adamas_cache *c, float tau)
         double sum_sq = 0.0;
         for (uint32_t t = 0; t < c->len; t++) {
             load_row(x, adamas_cache_key_row(c, g, t), d, c->cfg.kv_dtype);
-            kern->hadamard(x, d);
+            if (c->cfg.transform != ADAMAS_TRANSFORM_NONE)
+                kern->hadamard(x, d);
             for (size_t i = 0; i < d; i++)
                 sum_sq += (double)x[i] * x[i];
         }
@@ -321,7 +330,10 @@ int adamas_cache_calibrate(adamas_cache *c, float tau)
         memcpy(c->k_thresholds[g], th[g], sizeof th[g]);
         for (uint32_t t = 0; t < c->len; t++) {
             load_row(x, adamas_cache_key_row(c, g, t), d, c->cfg.kv_dtype);
-            kern->hadamard_encode(x, d, th[g], adamas_cache_codes(c, g, t));
+            if (c->cfg.transform == ADAMAS_TRANSFORM_NONE)
+                kern->encode(x, d, th[g], adamas_cache_codes(c, g, t));
+            else
+                kern->hadamard_encode(x, d, th[g], adamas_cache_codes(c, g, t));
         }
     }
     free(th);

@@ -15,14 +15,19 @@ static void encode_query(const decode_step *s, const float *q, decode_scratch *w
 {
     const adamas_cache *c = s->cache;
     size_t d = c->cfg.head_dim;
+    const int rotate = c->cfg.transform != ADAMAS_TRANSFORM_NONE;
     memcpy(w->qh, q, d * sizeof *q);
     if (c->query_tau == 0.0f) {
-        s->kern->hadamard_encode(w->qh, d, c->cfg.q_thresholds, w->qcode);
+        if (rotate)
+            s->kern->hadamard_encode(w->qh, d, c->cfg.q_thresholds, w->qcode);
+        else
+            s->kern->encode(w->qh, d, c->cfg.q_thresholds, w->qcode);
         return;
     }
     /* Calibrated: thresholds {-tau*r, 0, tau*r}, r the RMS of Hq.  r goes through the
      * fixed-order dot product so that every ISA derives the same thresholds. */
-    s->kern->hadamard(w->qh, d);
+    if (rotate)
+        s->kern->hadamard(w->qh, d);
     float r = sqrtf(s->kern->dot[ADAMAS_F32](w->qh, w->qh, d) / (float)d);
     float edge = c->query_tau * r;
     const float th[3] = {-edge, 0.0f, edge};
