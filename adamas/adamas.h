@@ -235,6 +235,32 @@ ADAMAS_API int adamas_cache_code(const adamas_cache *c, uint32_t kv_head, uint32
 ADAMAS_API int adamas_decode(const adamas_cache *c, const adamas_decode_params *p,
                              const float *q, float *out, uint32_t *selected);
 
+/* Threads a decode step uses (OpenMP): n >= 1, or 0 for OpenMP's default
+ * (OMP_NUM_THREADS, else the number of cores).  Results are the same bits for any
+ * count.  Builds without OpenMP always use one thread.  EINVAL: n < 0. */
+ADAMAS_API int adamas_set_num_threads(int n);
+
+/* Threads the next decode step will use. */
+ADAMAS_API int adamas_get_num_threads(void);
+
+/* Buffers of decode steps (code distances, histograms, partial sums), reused from one
+ * step to the next.  adamas_decode borrows one the cache owns; threads that decode
+ * from one cache at once can each pass their own to adamas_decode_ws and so never
+ * allocate.  A workspace serves any cache, one call at a time. */
+typedef struct adamas_workspace adamas_workspace;
+
+/* An empty workspace; it grows on first use.  EINVAL: out NULL; ENOMEM. */
+ADAMAS_API int adamas_workspace_create(adamas_workspace **out);
+
+/* Free a workspace; NULL is ignored. */
+ADAMAS_API void adamas_workspace_destroy(adamas_workspace *ws);
+
+/* adamas_decode with the caller's workspace (NULL: as adamas_decode).  The workspace
+ * grows when a step needs more room (ENOMEM leaves everything unchanged). */
+ADAMAS_API int adamas_decode_ws(const adamas_cache *c, const adamas_decode_params *p,
+                                const float *q, float *out, uint32_t *selected,
+                                adamas_workspace *ws);
+
 /* Half-precision helpers (IEEE binary16 and bfloat16), round to nearest even. */
 ADAMAS_API uint16_t adamas_f32_to_f16(float x);
 ADAMAS_API float adamas_f16_to_f32(uint16_t h);

@@ -124,7 +124,11 @@ int adamas_cache_create(const adamas_cache_config *cfg, adamas_cache **out)
     c->page_min = alloc_aligned(page_bytes);
     c->page_max = alloc_aligned(page_bytes);
     c->k_thresholds = calloc(cfg->n_kv_heads, sizeof *c->k_thresholds);
-    if (!c->keys || !c->values || !c->codes || !c->page_min || !c->page_max || !c->k_thresholds) {
+    c->scratch = calloc(1, sizeof *c->scratch);
+    if (c->scratch)
+        adamas_workspace_create(&c->scratch->ws);
+    if (!c->keys || !c->values || !c->codes || !c->page_min || !c->page_max || !c->k_thresholds ||
+        !c->scratch || !c->scratch->ws) {
         adamas_cache_destroy(c);
         return adamas_fail(ADAMAS_ENOMEM,
                            "adamas_cache_create: cannot allocate %zu bytes of keys and values "
@@ -147,6 +151,9 @@ void adamas_cache_destroy(adamas_cache *c)
     free(c->page_min);
     free(c->page_max);
     free(c->k_thresholds);
+    if (c->scratch)
+        adamas_workspace_destroy(c->scratch->ws);
+    free(c->scratch);
     free(c);
 }
 

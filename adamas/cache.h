@@ -2,6 +2,7 @@
 #ifndef ADAMAS_CACHE_H
 #define ADAMAS_CACHE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -9,6 +10,13 @@
 
 /* The accessors below return writable pointers into the cache's buffers; the
  * decode path only reads through them. */
+
+/* The workspace adamas_decode borrows; a decoder that finds it busy (another thread
+ * decoding from the same cache) uses a workspace of its own for that call. */
+typedef struct {
+    atomic_int busy;
+    adamas_workspace *ws;
+} cache_workspace;
 
 struct adamas_cache {
     adamas_cache_config cfg;
@@ -24,6 +32,7 @@ struct adamas_cache {
     float *page_max;         /* [n_kv_heads][max_pages][head_dim]: Quest upper bounds  */
     float (*k_thresholds)[3];/* [n_kv_heads]: key thresholds (per head once calibrated) */
     float query_tau;         /* 0: fixed q_thresholds; > 0: per-step {-tau*r, 0, tau*r} */
+    cache_workspace *scratch;/* decode buffers, reused across steps                    */
 };
 
 static inline void *adamas_cache_key_row(const adamas_cache *c, uint32_t kv_head,

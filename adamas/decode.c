@@ -6,6 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "decode.h"
 #include "error.h"
 #include "validate.h"
@@ -83,36 +87,70 @@ static int prepare_step(const adamas_cache *c, const adamas_decode_params *p, co
     s->sink = p->sink;
     s->recent = p->recent;
     s->rerank = p->rerank;
+    s->dense = p->selector == ADAMAS_SELECT_FULL || n <= budget;
+    s->n_cand = s->dense ? 0 : n - p->sink - p->recent;
+    s->k_free = s->dense ? 0 : budget - p->sink - p->recent;
+    s->nbins = 3 * c->cfg.head_dim + 1;
     return ADAMAS_OK;
 }
 
-/* One allocation holding the scratch of one query head for n tokens. */
-static void *scratch_alloc(const adamas_cache *c, uint32_t n, decode_scratch *w)
+static uint32_t ceil_div(uint32_t a, uint32_t b)
 {
-    size_t d = c->cfg.head_dim;
-    size_t bytes = c->code_words * sizeof(uint64_t) + d * sizeof(float) +
-                   (3 * d + 1) * sizeof(uint32_t) +
-                   (size_t)n * (2 * sizeof(uint32_t) + 2 * sizeof(float) + sizeof(uint16_t));
-    char *base = malloc(bytes), *p = base;
-    if (!base)
-        return NULL;
-    /* widest elements first, so that every array is aligned for its type */
-    w->qcode = (uint64_t *)p;
-    p += c->code_words * sizeof(uint64_t);
-    w->qh = (float *)p;
-    p += d * sizeof(float);
-    w->hist = (uint32_t *)p;
-    p += (3 * d + 1) * sizeof(uint32_t);
-    w->cand = (uint32_t *)p;
-    p += (size_t)n * sizeof(uint32_t);
-    w->set = (uint32_t *)p;
-    p += (size_t)n * sizeof(uint32_t);
-    w->score = (float *)p;
-    p += (size_t)n * sizeof(float);
-    w->logits = (float *)p;
-    p += (size_t)n * sizeof(float);
-    w->dist = (uint16_t *)p;
-    return base;
+    return a / b + (a % b != 0);
+}
+
+static uint32_t thread_index(void)
+{
+#ifdef _OPENMP
+    return (uint32_t)omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* Phase 2: code distances of the candidates in scan chunk `chunk` to every query head
+ * of kv head g, with one histogram per head and chunk.  Blocks of keys are scanned by
+ * all query heads in turn, so their codes come from memory once. */
+static void scan_chunk(const decode_step *s, adamas_workspace *ws, uint32_t g, uint32_t chunk)
+{
+    const adamas_cache *c = s->cache;
+    const adamas_scan_fn scan = s->kern->scan[c->cfg.metric];
+    const uint32_t group = c->group, first = chunk * ADAMAS_SCAN_CHUNK;
+    const uint32_t end = first + ADAMAS_SCAN_CHUNK < s->n_cand ? first + ADAMAS_SCAN_CHUNK
+                                                              : s->n_cand;
+    for (uint32_t j = 0; j < group; j++)
+        memset(ws->hist + ((size_t)(g * group + j) * ws->scan_chunks + chunk) * ws->cap_bins, 0,
+               s->nbins * sizeof *ws->hist);
+    for (uint32_t block = first; block < end; block += ADAMAS_SCAN_BLOCK) {
+        uint32_t len = end - block < ADAMAS_SCAN_BLOCK ? end - block : ADAMAS_SCAN_BLOCK;
+        const uint64_t *codes = adamas_cache_codes(c, g, s->sink + block);
+        for (uint32_t j = 0; j < group; j++) {
+            size_t h = (size_t)g * group + j;
+            scan(ws->qcode + h * ws->cap_words, codes, c->code_words, len,
+                 ws->dist + h * ws->cap_tokens + block,
+                 ws->hist + (h * ws->scan_chunks + chunk) * ws->cap_bins);
+        }
+    }
+}
+
+/* Phase 3: the attended set of query head h. */
+static void select_head(const decode_step *s, adamas_workspace *ws, const float *q, uint32_t h)
+{
+    const adamas_cache *c = s->cache;
+    const uint32_t t = thread_index();
+    uint32_t *merged = ws->merged + (size_t)t * ws->cap_bins;
+    if (s->selector == ADAMAS_SELECT_ADAMAS && !s->dense) {
+        const uint32_t chunks = ceil_div(s->n_cand, ADAMAS_SCAN_CHUNK);
+        const uint32_t *hist = ws->hist + (size_t)h * ws->scan_chunks * ws->cap_bins;
+        memcpy(merged, hist, s->nbins * sizeof *merged);
+        for (uint32_t k = 1; k < chunks; k++)
+            for (uint32_t b = 0; b < s->nbins; b++)
+                merged[b] += hist[(size_t)k * ws->cap_bins + b];
+    }
+    ws->set_len[h] = adamas_select_tokens(
+        s, h / c->group, q + (size_t)h * c->cfg.head_dim, ws->dist + (size_t)h * ws->cap_tokens,
+        merged, ws->set + (size_t)h * ws->cap_width, ws->cand + (size_t)t * ws->cap_tokens,
+        ws->score + (size_t)t * ws->cap_tokens);
 }
 
 /* Row h of `selected`: the attended tokens ascending, then UINT32_MAX. */
@@ -124,29 +162,127 @@ static void write_selected_row(uint32_t *row, uint32_t budget, const uint32_t *s
         row[i] = UINT32_MAX;
 }
 
-int adamas_decode(const adamas_cache *c, const adamas_decode_params *p, const float *q,
-                  float *out, uint32_t *selected)
+/* Phase 4 for a dense step: partial sums of every query head of kv head g over
+ * attention chunk k; each K/V row is read once for the whole group. */
+static void attend_dense_chunk(const decode_step *s, adamas_workspace *ws, const float *q,
+                               uint32_t g, uint32_t k)
+{
+    const adamas_cache *c = s->cache;
+    const size_t d = c->cfg.head_dim, pstride = d + 2, h0 = (size_t)g * c->group;
+    const uint32_t first = k * ADAMAS_ATTN_CHUNK;
+    const uint32_t count = s->n - first < ADAMAS_ATTN_CHUNK ? s->n - first : ADAMAS_ATTN_CHUNK;
+    adamas_attend_chunk(c, s->kern, g, q + h0 * d, c->group, NULL, first, count,
+                        ws->logits + (size_t)thread_index() * ws->cap_heads * ADAMAS_ATTN_CHUNK,
+                        ws->partial + (h0 * ws->attn_chunks + k) * pstride,
+                        ws->attn_chunks * pstride);
+}
+
+/* Phases 3-5 for one query head of a sparse step: select, attend chunk by chunk,
+ * combine. */
+static void attend_sparse_head(const decode_step *s, adamas_workspace *ws, const float *q,
+                               uint32_t h)
+{
+    const adamas_cache *c = s->cache;
+    const size_t d = c->cfg.head_dim, pstride = d + 2;
+    select_head(s, ws, q, h);
+    const uint32_t m = ws->set_len[h];
+    const uint32_t *set = ws->set + (size_t)h * ws->cap_width;
+    float *partial = ws->partial + (size_t)h * ws->attn_chunks * pstride;
+    float *logits = ws->logits + (size_t)thread_index() * ws->cap_heads * ADAMAS_ATTN_CHUNK;
+    for (uint32_t first = 0, k = 0; first < m; first += ADAMAS_ATTN_CHUNK, k++) {
+        uint32_t count = m - first < ADAMAS_ATTN_CHUNK ? m - first : ADAMAS_ATTN_CHUNK;
+        adamas_attend_chunk(c, s->kern, h / c->group, q + h * d, 1, set + first, 0, count, logits,
+                            partial + k * pstride, pstride);
+    }
+}
+
+/* The phases of decode.h.  Few barriers: on a busy machine every barrier can wait for
+ * a descheduled thread. */
+static void run_step(const decode_step *s, adamas_workspace *ws, const float *q, float *out,
+                     uint32_t *selected, uint32_t threads)
+{
+    const adamas_cache *c = s->cache;
+    const uint32_t n_heads = c->cfg.n_heads, n_kv = c->cfg.n_kv_heads;
+    const size_t d = c->cfg.head_dim, pstride = d + 2;
+    const bool scan = s->selector == ADAMAS_SELECT_ADAMAS && !s->dense;
+    const uint32_t scan_chunks = scan ? ceil_div(s->n_cand, ADAMAS_SCAN_CHUNK) : 0;
+    const uint32_t dense_chunks = s->dense ? ceil_div(s->n, ADAMAS_ATTN_CHUNK) : 0;
+
+    if (scan) /* a few hundred ns per head: not worth a parallel loop and its barrier */
+        for (uint32_t h = 0; h < n_heads; h++) {
+            float qh[ADAMAS_MAX_HEAD_DIM];
+            adamas_encode_query(s, q + h * d, qh, ws->qcode + (size_t)h * ws->cap_words);
+        }
+    (void)threads;
+
+#pragma omp parallel num_threads(threads)
+    {
+        if (s->dense) {
+#pragma omp for schedule(dynamic)
+            for (uint32_t item = 0; item < n_kv * dense_chunks; item++)
+                attend_dense_chunk(s, ws, q, item / dense_chunks, item % dense_chunks);
+#pragma omp for schedule(static)
+            for (uint32_t h = 0; h < n_heads; h++) {
+                ws->set_len[h] = s->n;
+                adamas_attend_combine(ws->partial + (size_t)h * ws->attn_chunks * pstride,
+                                      dense_chunks, d, out + h * d);
+                if (selected && s->selector != ADAMAS_SELECT_FULL)
+                    write_selected_row(selected + (size_t)h * s->budget, s->budget, NULL, s->n);
+            }
+        } else {
+            if (scan) {
+#pragma omp for schedule(dynamic)
+                for (uint32_t item = 0; item < n_kv * scan_chunks; item++)
+                    scan_chunk(s, ws, item / scan_chunks, item % scan_chunks);
+            }
+#pragma omp for schedule(dynamic)
+            for (uint32_t h = 0; h < n_heads; h++) {
+                attend_sparse_head(s, ws, q, h);
+                uint32_t m = ws->set_len[h];
+                adamas_attend_combine(ws->partial + (size_t)h * ws->attn_chunks * pstride,
+                                      ceil_div(m, ADAMAS_ATTN_CHUNK), d, out + h * d);
+                if (selected)
+                    write_selected_row(selected + (size_t)h * s->budget, s->budget,
+                                       ws->set + (size_t)h * ws->cap_width, m);
+            }
+        }
+    }
+}
+
+int adamas_decode_ws(const adamas_cache *c, const adamas_decode_params *p, const float *q,
+                     float *out, uint32_t *selected, adamas_workspace *ws)
 {
     decode_step s;
     int st = prepare_step(c, p, q, out, &s);
     if (st)
         return st;
-    decode_scratch w;
-    void *scratch = scratch_alloc(c, s.n, &w);
-    if (!scratch)
-        return adamas_fail(ADAMAS_ENOMEM, "adamas_decode: cannot allocate scratch for %u tokens",
-                           s.n);
 
-    const size_t d = c->cfg.head_dim;
-    for (uint32_t h = 0; h < c->cfg.n_heads; h++) {
-        const uint32_t kv_head = h / c->group;
-        const float *qh = q + (size_t)h * d;
-        const uint32_t *set;
-        uint32_t m = adamas_select_tokens(&s, kv_head, qh, &w, &set);
-        adamas_attend(c, s.kern, kv_head, qh, set, m, w.logits, out + (size_t)h * d);
-        if (selected && s.selector != ADAMAS_SELECT_FULL)
-            write_selected_row(selected + (size_t)h * s.budget, s.budget, set, m);
+    /* Borrow the cache's workspace unless another thread holds it. */
+    adamas_workspace *own = NULL;
+    int borrowed = 0;
+    if (!ws) {
+        int expected = 0;
+        if (atomic_compare_exchange_strong(&c->scratch->busy, &expected, 1)) {
+            ws = c->scratch->ws;
+            borrowed = 1;
+        } else if ((st = adamas_workspace_create(&own))) {
+            return st;
+        } else {
+            ws = own;
+        }
     }
-    free(scratch);
-    return ADAMAS_OK;
+    const uint32_t threads = adamas_step_threads();
+    st = adamas_workspace_reserve(ws, c, &s, threads);
+    if (!st)
+        run_step(&s, ws, q, out, selected, threads);
+    if (borrowed)
+        atomic_store(&c->scratch->busy, 0);
+    adamas_workspace_destroy(own);
+    return st;
+}
+
+int adamas_decode(const adamas_cache *c, const adamas_decode_params *p, const float *q,
+                  float *out, uint32_t *selected)
+{
+    return adamas_decode_ws(c, p, q, out, selected, NULL);
 }

@@ -1,45 +1,98 @@
-/* decode.h - one decode step as the selectors and the attention see it. */
+/* decode.h - one decode step as the selectors, the attention and the workspace see it.
+ *
+ * A step runs in phases, each a loop over independent items that threads share:
+ *   1. query codes           one item per query head            (ADAMAS only)
+ *   2. scan                  one item per kv head and token chunk: the codes of a chunk
+ *                            are read once for all query heads of the kv head
+ *   3. select                one item per query head
+ *   4. attend                one item per kv head and token chunk (dense), or per
+ *                            query head (sparse): partial softmax sums
+ *   5. combine               one item per query head
+ * Chunk boundaries are fixed (never derived from the thread count) and partial sums
+ * are combined in chunk order, so every thread count gives the same bits. */
 #ifndef ADAMAS_DECODE_H
 #define ADAMAS_DECODE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "adamas.h"
 #include "cache.h"
 #include "kernels.h"
 
+/* Tokens per scan item; keys per scan block, whose codes stay in L1 while every
+ * query head of the kv head scans them. */
+#define ADAMAS_SCAN_CHUNK 4096u
+#define ADAMAS_SCAN_BLOCK 256u
+/* Tokens per attention item (partial softmax). */
+#define ADAMAS_ATTN_CHUNK 1024u
+
 /* What every query head of one step shares (arguments already validated). */
 typedef struct {
     const adamas_cache *cache;
     const adamas_kernels *kern;
     adamas_selector selector;
-    uint32_t n;      /* tokens visible to this step                          */
-    uint32_t budget; /* B                                                    */
-    uint32_t sink;   /* forced first tokens (ADAMAS, ORACLE, STREAMING)      */
-    uint32_t recent; /* forced last tokens (ADAMAS, ORACLE)                  */
-    uint32_t rerank; /* R > 1: two-stage selection (ADAMAS)                  */
+    uint32_t n;       /* tokens visible to this step                               */
+    uint32_t budget;  /* B                                                         */
+    uint32_t sink;    /* forced first tokens (ADAMAS, ORACLE, STREAMING)           */
+    uint32_t recent;  /* forced last tokens (ADAMAS, ORACLE)                       */
+    uint32_t rerank;  /* R > 1: two-stage selection (ADAMAS)                       */
+    bool dense;       /* every token attended: FULL, or n <= budget                */
+    uint32_t n_cand;  /* ADAMAS/ORACLE: candidates [sink, n - recent)              */
+    uint32_t k_free;  /* ADAMAS/ORACLE: candidates to pick                         */
+    uint32_t nbins;   /* distance histogram bins: 3*head_dim + 1                   */
 } decode_step;
 
-/* Working memory of one query head, sized for n tokens. */
-typedef struct {
-    float *qh;       /* [head_dim] transformed query                          */
-    uint64_t *qcode; /* [code_words] its 2-bit code                           */
-    uint16_t *dist;  /* [n] code distance of each candidate token             */
-    uint32_t *hist;  /* [3*head_dim + 1] histogram of dist                    */
-    uint32_t *cand;  /* [n] rerank candidates, or Quest's chosen pages        */
-    float *score;    /* [n] candidate logits, or Quest page scores            */
-    uint32_t *set;   /* [n] attended tokens, ascending                        */
-    float *logits;   /* [n] attention logits, then unnormalized probabilities */
-} decode_scratch;
+/* Per-step buffers, reused across steps (see workspace.c).  Arrays are laid out with
+ * the capacity fields as strides, so a step that fits needs no new allocation. */
+struct adamas_workspace {
+    void *block;          /* one allocation holding every array below                 */
+    uint32_t cap_heads, cap_dim, cap_tokens, cap_width, cap_threads;
+    uint32_t cap_words;   /* code words of cap_dim                                    */
+    uint32_t cap_bins;    /* histogram bins of cap_dim: 3*cap_dim + 1                 */
+    uint32_t scan_chunks; /* ceil(cap_tokens / ADAMAS_SCAN_CHUNK)                     */
+    uint32_t attn_chunks; /* ceil(cap_tokens / ADAMAS_ATTN_CHUNK)                     */
+    uint64_t *qcode;      /* [cap_heads][cap_words]          query codes              */
+    uint16_t *dist;       /* [cap_heads][cap_tokens]         distance per candidate   */
+    uint32_t *hist;       /* [cap_heads][scan_chunks][cap_bins] per scan item          */
+    uint32_t *set;        /* [cap_heads][cap_width]          attended tokens          */
+    uint32_t *set_len;    /* [cap_heads]                     their count              */
+    float *partial;       /* [cap_heads][attn_chunks][head_dim + 2] m, s, o           */
+    /* per thread */
+    uint32_t *merged;     /* [cap_threads][cap_bins]         one head's histogram     */
+    uint32_t *cand;       /* [cap_threads][cap_tokens]       shortlist, chosen pages  */
+    float *score;         /* [cap_threads][cap_tokens]       logits, page scores      */
+    float *logits;        /* [cap_threads][cap_heads * ADAMAS_ATTN_CHUNK]             */
+};
 
-/* The tokens query head q (of kv head kv_head) attends to.  Returns their count m;
- * *set is w->set holding them ascending, or NULL meaning tokens 0..m-1. */
+/* Make ws hold a step of this shape; ENOMEM leaves it as it was. */
+int adamas_workspace_reserve(adamas_workspace *ws, const adamas_cache *c, const decode_step *s,
+                             uint32_t threads);
+
+/* Number of threads a step uses: adamas_set_num_threads, else OpenMP's default. */
+uint32_t adamas_step_threads(void);
+
+/* Phase 1: the planar code of query head h (transformed with the cache's thresholds,
+ * or per-step thresholds once calibrated).  qh: [head_dim] scratch. */
+void adamas_encode_query(const decode_step *s, const float *q, float *qh, uint64_t *qcode);
+
+/* Phase 3: the tokens query head h (reading kv head kv_head) attends to, ascending,
+ * into set; returns their count.  For ADAMAS, dist/hist are its code distances over
+ * the candidates and their histogram.  cand, score: [n] scratch. */
 uint32_t adamas_select_tokens(const decode_step *s, uint32_t kv_head, const float *q,
-                              decode_scratch *w, const uint32_t **set);
+                              const uint16_t *dist, const uint32_t *hist, uint32_t *set,
+                              uint32_t *cand, float *score);
 
-/* out[d] = softmax(q.K[set]^T / sqrt(d)) V[set] over the m tokens of set (NULL: 0..m-1)
- * of one kv head; logits: [m] scratch. */
-void adamas_attend(const adamas_cache *c, const adamas_kernels *kern, uint32_t kv_head,
-                   const float *q, const uint32_t *set, uint32_t m, float *logits, float *out);
+/* Phase 4: partial attention of `heads` query heads q[heads][d] of one kv head over
+ * `count` tokens: set[0..count) or, when set is NULL, first..first+count-1.
+ * For head j, partial + j*stride receives {max logit, sum of exp(logit - max),
+ * sum of exp(logit - max) * v[d]}.  logits: [heads][count] scratch. */
+void adamas_attend_chunk(const adamas_cache *c, const adamas_kernels *kern, uint32_t kv_head,
+                         const float *q, uint32_t heads, const uint32_t *set, uint32_t first,
+                         uint32_t count, float *logits, float *partial, size_t stride);
+
+/* Phase 5: out[d] = softmax attention from n_chunks partials (stride d + 2), combined
+ * in order. */
+void adamas_attend_combine(const float *partial, uint32_t n_chunks, size_t d, float *out);
 
 #endif

@@ -1,0 +1,210 @@
+/* test_threads.c - the same bits for every thread count, workspaces, and several
+ * threads decoding from one cache at once. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache_pair.h"
+#include "testutil.h"
+
+#ifdef _OPENMP
+static const int built_with_openmp = 1;
+#else
+static const int built_with_openmp = 0;
+#endif
+
+static const char *selector_name[] = {"adamas", "full", "oracle", "streaming", "quest"};
+
+/* Long enough for several scan chunks (4096 tokens) and attention chunks (1024). */
+static void make_long_cache(cache_pair *p, uint32_t n_heads, uint32_t n_kv, uint32_t d)
+{
+    uint32_t n = 9000 + rng_below(4000);
+    adamas_cache_config cfg = random_config(n_heads, n_kv, d, n + 16, ADAMAS_F16);
+    pair_create(p, &cfg);
+    pair_append_random(p, n, 1.5f, 1.0f);
+}
+
+static adamas_decode_params params_for(adamas_selector sel, uint32_t rerank)
+{
+    adamas_decode_params prm = adamas_decode_params_default(sel, 64 + rng_below(200));
+    prm.rerank = rerank;
+    if (sel == ADAMAS_SELECT_ADAMAS || sel == ADAMAS_SELECT_ORACLE)
+        prm.sink = rng_below(5);
+    return prm;
+}
+
+/* out and selected of one decode at a given thread count. */
+static void decode_with_threads(const cache_pair *p, const adamas_decode_params *prm,
+                                const float *q, int threads, float *out, uint32_t *sel)
+{
+    expect(adamas_set_num_threads(threads) == ADAMAS_OK, "set_num_threads(%d)", threads);
+    expect(adamas_get_num_threads() == (built_with_openmp ? threads : 1),
+           "get_num_threads() = %d after setting %d", adamas_get_num_threads(), threads);
+    int st = adamas_decode(p->lib, prm, q, out, sel);
+    expect(st == ADAMAS_OK, "decode with %d threads: %s", threads, adamas_last_error());
+}
+
+Test(threads, every_thread_count_gives_the_same_bits, .timeout = 120)
+{
+    rng_seed_from_env();
+    cache_pair p;
+    make_long_cache(&p, 8, 2, 64);
+    const size_t out_n = 8 * 64;
+    float *q = random_query(&p, 1.0f);
+    float *out1 = malloc(out_n * sizeof *out1), *outk = malloc(out_n * sizeof *outk);
+    for (int sel = 0; sel <= ADAMAS_SELECT_QUEST; sel++)
+        for (uint32_t rerank = 0; rerank <= (sel == ADAMAS_SELECT_ADAMAS ? 4u : 0u); rerank += 4) {
+            adamas_decode_params prm = params_for((adamas_selector)sel, rerank);
+            size_t sel_n = (size_t)8 * prm.budget;
+            uint32_t *sel1 = malloc(sel_n * sizeof *sel1), *selk = malloc(sel_n * sizeof *selk);
+            poison(sel1, sel_n * sizeof *sel1);
+            decode_with_threads(&p, &prm, q, 1, out1, sel1);
+            for (int threads = 2; threads <= 5; threads++) {
+                poison(outk, out_n * sizeof *outk);
+                poison(selk, sel_n * sizeof *selk);
+                decode_with_threads(&p, &prm, q, threads, outk, selk);
+                expect(memcmp(out1, outk, out_n * sizeof *out1) == 0,
+                       "%s rerank %u: output with %d threads differs from 1 thread",
+                       selector_name[sel], rerank, threads);
+                expect(memcmp(sel1, selk, sel_n * sizeof *sel1) == 0,
+                       "%s rerank %u: selection with %d threads differs from 1 thread",
+                       selector_name[sel], rerank, threads);
+            }
+            /* and the chunked result is right, not only repeatable */
+            adamas_set_num_threads(3);
+            pair_check_decode(&p, &prm, q);
+            free(sel1);
+            free(selk);
+        }
+    free(q);
+    free(out1);
+    free(outk);
+    pair_destroy(&p);
+}
+
+Test(threads, a_caller_workspace_serves_growing_caches_and_other_shapes, .timeout = 120)
+{
+    rng_seed_from_env();
+    adamas_workspace *ws;
+    expect(adamas_workspace_create(&ws) == ADAMAS_OK, "workspace_create");
+    expect(adamas_workspace_create(NULL) == ADAMAS_EINVAL, "workspace_create(NULL)");
+    static const uint32_t shapes[][3] = {{4, 4, 32}, {8, 2, 128}, {2, 1, 16}, {16, 4, 64}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        adamas_set_num_threads(1 + (int)rng_below(4));
+        cache_pair p;
+        adamas_cache_config cfg =
+            random_config(shapes[s][0], shapes[s][1], shapes[s][2], 6000, ADAMAS_F32);
+        pair_create(&p, &cfg);
+        size_t out_n = (size_t)shapes[s][0] * shapes[s][2];
+        float *out_ws = malloc(out_n * sizeof(float)), *out = malloc(out_n * sizeof(float));
+        for (int step = 0; step < 4; step++) {
+            pair_append_random(&p, 500 + rng_below(1000), 1.0f, 1.0f);
+            float *q = random_query(&p, 1.0f);
+            for (int sel = 0; sel <= ADAMAS_SELECT_QUEST; sel++) {
+                adamas_decode_params prm = params_for((adamas_selector)sel, rng_below(2) * 3);
+                size_t sel_n = (size_t)shapes[s][0] * prm.budget;
+                uint32_t *a = malloc(sel_n * 4), *b = malloc(sel_n * 4);
+                poison(a, sel_n * 4);
+                poison(b, sel_n * 4);
+                int st = adamas_decode_ws(p.lib, &prm, q, out_ws, a, ws);
+                expect(st == ADAMAS_OK, "decode_ws: %s", adamas_last_error());
+                expect(adamas_decode(p.lib, &prm, q, out, b) == ADAMAS_OK, "decode");
+                expect(memcmp(out, out_ws, out_n * sizeof(float)) == 0,
+                       "shape %zu step %d %s: workspace output differs", s, step,
+                       selector_name[sel]);
+                expect(memcmp(a, b, sel_n * 4) == 0, "shape %zu step %d %s: selection differs",
+                       s, step, selector_name[sel]);
+                free(a);
+                free(b);
+            }
+            free(q);
+        }
+        free(out);
+        free(out_ws);
+        pair_destroy(&p);
+    }
+    adamas_workspace_destroy(ws);
+    adamas_workspace_destroy(NULL);
+}
+
+typedef struct {
+    const cache_pair *pair;
+    const adamas_decode_params *prm;
+    const float *q;
+    float *out;
+    uint32_t *selected;
+    int own_workspace;
+    int status;
+} decoder_job;
+
+static void *decode_repeatedly(void *arg)
+{
+    decoder_job *job = arg;
+    adamas_workspace *ws = NULL;
+    if (job->own_workspace)
+        adamas_workspace_create(&ws);
+    job->status = ADAMAS_OK;
+    for (int i = 0; i < 20 && job->status == ADAMAS_OK; i++)
+        job->status =
+            adamas_decode_ws(job->pair->lib, job->prm, job->q, job->out, job->selected, ws);
+    adamas_workspace_destroy(ws);
+    return NULL;
+}
+
+Test(threads, several_threads_decode_one_cache_at_once, .timeout = 120)
+{
+    rng_seed_from_env();
+    cache_pair p;
+    adamas_cache_config cfg = random_config(8, 4, 64, 5000, ADAMAS_F16);
+    pair_create(&p, &cfg);
+    pair_append_random(&p, 4500, 1.0f, 1.0f);
+    float *q = random_query(&p, 1.0f);
+    adamas_set_num_threads(2);
+    enum { N_JOBS = 6 };
+    for (int sel = 0; sel <= ADAMAS_SELECT_QUEST; sel++) {
+        adamas_decode_params prm = params_for((adamas_selector)sel, 0);
+        const size_t out_n = 8 * 64, sel_n = (size_t)8 * prm.budget;
+        float *want = malloc(out_n * sizeof *want);
+        uint32_t *want_sel = malloc(sel_n * sizeof *want_sel);
+        poison(want_sel, sel_n * sizeof *want_sel);
+        expect(adamas_decode(p.lib, &prm, q, want, want_sel) == ADAMAS_OK, "decode");
+
+        decoder_job jobs[N_JOBS];
+        pthread_t tid[N_JOBS];
+        for (int j = 0; j < N_JOBS; j++) {
+            jobs[j] = (decoder_job){&p, &prm, q, malloc(out_n * sizeof(float)),
+                                    malloc(sel_n * sizeof(uint32_t)), j % 2, -100};
+            poison(jobs[j].selected, sel_n * sizeof(uint32_t));
+            pthread_create(&tid[j], NULL, decode_repeatedly, &jobs[j]);
+        }
+        for (int j = 0; j < N_JOBS; j++) {
+            pthread_join(tid[j], NULL);
+            expect(jobs[j].status == ADAMAS_OK, "%s job %d: %s", selector_name[sel], j,
+                   adamas_strerror(jobs[j].status));
+            expect(memcmp(jobs[j].out, want, out_n * sizeof(float)) == 0,
+                   "%s job %d: concurrent output differs", selector_name[sel], j);
+            expect(memcmp(jobs[j].selected, want_sel, sel_n * sizeof(uint32_t)) == 0,
+                   "%s job %d: concurrent selection differs", selector_name[sel], j);
+            free(jobs[j].out);
+            free(jobs[j].selected);
+        }
+        free(want);
+        free(want_sel);
+    }
+    free(q);
+    pair_destroy(&p);
+}
+
+Test(threads, a_negative_thread_count_is_rejected_and_changes_nothing)
+{
+    rng_seed_from_env();
+    int n = 1 + (int)rng_below(8);
+    expect(adamas_set_num_threads(n) == ADAMAS_OK, "set %d", n);
+    expect(adamas_set_num_threads(-1 - (int)rng_below(100)) == ADAMAS_EINVAL, "negative count");
+    expect(strstr(adamas_last_error(), "adamas_set_num_threads") != NULL, "message: %s",
+           adamas_last_error());
+    expect(adamas_get_num_threads() == (built_with_openmp ? n : 1), "count changed to %d",
+           adamas_get_num_threads());
+    expect(adamas_set_num_threads(0) == ADAMAS_OK, "0 restores the default");
+    expect(adamas_get_num_threads() >= 1, "default %d", adamas_get_num_threads());
+}
