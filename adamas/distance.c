@@ -37,24 +37,30 @@ static unsigned xorw_words(const uint64_t *a, const uint64_t *b, size_t words)
     return dist;
 }
 
-void adamas_scan_l1_scalar(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
-                           uint16_t *dist, uint32_t *hist)
+/* One query code against n key codes; called with a constant metric, so each entry
+ * below compiles to its own loop. */
+static inline void scan_codes(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
+                              uint16_t *dist, uint32_t *hist, adamas_metric metric)
 {
     for (size_t j = 0; j < n; j++) {
-        dist[j] = (uint16_t)l1_words(q, codes + j * words, words);
+        const uint64_t *key = codes + j * words;
+        dist[j] = (uint16_t)(metric == ADAMAS_METRIC_L1 ? l1_words(q, key, words)
+                                                        : xorw_words(q, key, words));
         if (hist)
             hist[dist[j]]++;
     }
 }
 
+void adamas_scan_l1_scalar(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
+                           uint16_t *dist, uint32_t *hist)
+{
+    scan_codes(q, codes, words, n, dist, hist, ADAMAS_METRIC_L1);
+}
+
 void adamas_scan_xorw_scalar(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
                              uint16_t *dist, uint32_t *hist)
 {
-    for (size_t j = 0; j < n; j++) {
-        dist[j] = (uint16_t)xorw_words(q, codes + j * words, words);
-        if (hist)
-            hist[dist[j]]++;
-    }
+    scan_codes(q, codes, words, n, dist, hist, ADAMAS_METRIC_XORW);
 }
 
 static int distance_args_ok(const char *fn, const uint64_t *a, const uint64_t *b, size_t d)
