@@ -249,8 +249,9 @@ int adamas_cache_append(adamas_cache *c, const float *k, const float *v, uint32_
         return adamas_fail(ADAMAS_EINVAL, "adamas_cache_append: %s is NULL", !k ? "k" : "v");
     if (n > c->cfg.max_tokens - c->len)
         return adamas_fail(ADAMAS_ECAPACITY,
-                           "adamas_cache_append: %u tokens do not fit (%u of %u stored)", n, c->len,
-                           c->cfg.max_tokens);
+                           "adamas_cache_append: n = %u tokens do not fit (%u stored, "
+                           "max_tokens = %u)",
+                           n, c->len, c->cfg.max_tokens);
     int st = check_rows(k, "k", n, c);
     if (!st)
         st = check_rows(v, "v", n, c);
