@@ -261,6 +261,37 @@ ADAMAS_API int adamas_decode_ws(const adamas_cache *c, const adamas_decode_param
                                 const float *q, float *out, uint32_t *selected,
                                 adamas_workspace *ws);
 
+/* ---------------------------------------------------------------------------
+ * Backends
+ *
+ * A cache runs its decode steps on the backend chosen when it is created: "cpu" (this
+ * library's kernels) or "cuda" (the optional GPU module, libadamas_cuda.so, loaded at
+ * run time: from ADAMAS_CUDA_MODULE if set, else beside libadamas, else the loader's
+ * search path).  A CUDA cache keeps its host storage too; its codes, distances and
+ * selected sets are the same bits as the CPU's, its outputs equal within rounding.
+ * ------------------------------------------------------------------------- */
+
+/* Backend of caches created from now on: "cpu", "cuda", or "auto" (cuda when the
+ * module loads and finds a device, else cpu).  Without a call, the environment
+ * variable ADAMAS_BACKEND (same names) decides at first use, else "cpu".
+ * EINVAL: unknown name; ENOTSUP: cuda asked for with no module or no device (the
+ * message says which; the previous choice stays). */
+ADAMAS_API int adamas_set_backend(const char *name);
+
+/* Backend of caches created from now on ("cpu" or "cuda"); "none" when
+ * ADAMAS_BACKEND names one that cannot run here. */
+ADAMAS_API const char *adamas_backend_name(void);
+
+/* Backend of one cache: "cpu" or "cuda"; "" for NULL. */
+ADAMAS_API const char *adamas_cache_backend(const adamas_cache *c);
+
+/* Code distance of query head `head` (q: [head_dim]) to every cached token, exactly as a
+ * decode step computes it (same metric, thresholds, calibration), on the cache's
+ * backend.  dist: [adamas_cache_len(c)].  EINVAL: NULL pointer, head out of range,
+ * empty cache, non-finite q. */
+ADAMAS_API int adamas_cache_distances(const adamas_cache *c, const float *q, uint32_t head,
+                                      uint16_t *dist);
+
 /* Half-precision helpers (IEEE binary16 and bfloat16), round to nearest even. */
 ADAMAS_API uint16_t adamas_f32_to_f16(float x);
 ADAMAS_API float adamas_f16_to_f32(uint16_t h);

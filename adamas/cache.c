@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "cache.h"
 #include "error.h"
 #include "half.h"
@@ -97,6 +98,10 @@ int adamas_cache_create(const adamas_cache_config *cfg, adamas_cache **out)
     st = adamas_kernels_get(&kern); /* a bad ADAMAS_ISA fails here, not mid-append */
     if (st)
         return st;
+    adamas_backend_kind backend;
+    st = adamas_backend_current(&backend);
+    if (st)
+        return st;
 
     size_t rows, kv_bytes, code_bytes, page_bytes;
     size_t words = adamas_code_words(cfg->head_dim);
@@ -137,6 +142,14 @@ int adamas_cache_create(const adamas_cache_config *cfg, adamas_cache **out)
     }
     for (uint32_t g = 0; g < cfg->n_kv_heads; g++)
         memcpy(c->k_thresholds[g], cfg->k_thresholds, sizeof cfg->k_thresholds);
+    if (backend == ADAMAS_BACKEND_KIND_CUDA) {
+        const adamas_gpu_module *m = adamas_gpu();
+        if ((st = m->cache_create(cfg, &c->gpu))) {
+            adamas_cache_destroy(c);
+            return adamas_gpu_fail(st, "adamas_cache_create");
+        }
+        c->gpu_module = m;
+    }
     *out = c;
     return ADAMAS_OK;
 }
@@ -154,6 +167,8 @@ void adamas_cache_destroy(adamas_cache *c)
     if (c->scratch)
         adamas_workspace_destroy(c->scratch->ws);
     free(c->scratch);
+    if (c->gpu)
+        c->gpu_module->cache_destroy(c->gpu);
     free(c);
 }
 
@@ -239,6 +254,20 @@ static void update_page_bounds(adamas_cache *c, uint32_t g, uint32_t token, cons
     }
 }
 
+/* Code of one key with thresholds th.  x: [head_dim] scratch (may be key itself). */
+static void encode_key(const adamas_cache *c, const adamas_kernels *kern, const float *key,
+                       const float th[3], float *x, uint64_t *code)
+{
+    size_t d = c->cfg.head_dim;
+    if (c->cfg.transform == ADAMAS_TRANSFORM_NONE) {
+        kern->encode(key, d, th, code);
+        return;
+    }
+    if (x != key)
+        memcpy(x, key, d * sizeof *x);
+    kern->hadamard_encode(x, d, th, code);
+}
+
 int adamas_cache_append(adamas_cache *c, const float *k, const float *v, uint32_t n)
 {
     if (!c)
@@ -261,6 +290,9 @@ int adamas_cache_append(adamas_cache *c, const float *k, const float *v, uint32_
     st = adamas_kernels_get(&kern);
     if (st)
         return st;
+    if (c->gpu && (st = c->gpu_module->cache_append(c->gpu, k, v, n,
+                                                    (const float(*)[3])c->k_thresholds)))
+        return adamas_gpu_fail(st, "adamas_cache_append");
 
     /* Nothing below can fail. */
     size_t d = c->cfg.head_dim;
@@ -274,13 +306,8 @@ int adamas_cache_append(adamas_cache *c, const float *k, const float *v, uint32_
             store_row(kdst, krow, d, c->cfg.kv_dtype);
             store_row(adamas_cache_value_row(c, g, token), vrow, d, c->cfg.kv_dtype);
 
-            if (c->cfg.transform == ADAMAS_TRANSFORM_NONE) {
-                kern->encode(krow, d, c->k_thresholds[g], adamas_cache_codes(c, g, token));
-            } else {
-                memcpy(transformed, krow, d * sizeof *krow);
-                kern->hadamard_encode(transformed, d, c->k_thresholds[g],
-                                      adamas_cache_codes(c, g, token));
-            }
+            encode_key(c, kern, krow, c->k_thresholds[g], transformed,
+                       adamas_cache_codes(c, g, token));
 
             load_row(stored, kdst, d, c->cfg.kv_dtype);
             update_page_bounds(c, g, token, stored);
@@ -334,14 +361,15 @@ int adamas_cache_calibrate(adamas_cache *c, float tau)
         th[g][1] = 0.0f;
         th[g][2] = edge;
     }
+    if (c->gpu && (st = c->gpu_module->cache_recode(c->gpu, (const float(*)[3])th))) {
+        free(th);
+        return adamas_gpu_fail(st, "adamas_cache_calibrate");
+    }
     for (uint32_t g = 0; g < n_kv; g++) {
         memcpy(c->k_thresholds[g], th[g], sizeof th[g]);
         for (uint32_t t = 0; t < c->len; t++) {
             load_row(x, adamas_cache_key_row(c, g, t), d, c->cfg.kv_dtype);
-            if (c->cfg.transform == ADAMAS_TRANSFORM_NONE)
-                kern->encode(x, d, th[g], adamas_cache_codes(c, g, t));
-            else
-                kern->hadamard_encode(x, d, th[g], adamas_cache_codes(c, g, t));
+            encode_key(c, kern, x, th[g], x, adamas_cache_codes(c, g, t));
         }
     }
     free(th);
@@ -371,6 +399,15 @@ int adamas_cache_code(const adamas_cache *c, uint32_t kv_head, uint32_t token, u
         return adamas_fail(ADAMAS_EINVAL, "adamas_cache_code: %s %u is out of range",
                            kv_head >= c->cfg.n_kv_heads ? "kv_head" : "token",
                            kv_head >= c->cfg.n_kv_heads ? kv_head : token);
+    if (c->gpu) {
+        int st = c->gpu_module->cache_codes(c->gpu, kv_head, token, 1, code);
+        return st ? adamas_gpu_fail(st, "adamas_cache_code") : ADAMAS_OK;
+    }
     memcpy(code, adamas_cache_codes(c, kv_head, token), c->code_words * sizeof *code);
     return ADAMAS_OK;
+}
+
+const char *adamas_cache_backend(const adamas_cache *c)
+{
+    return !c ? "" : c->gpu ? "cuda" : "cpu";
 }

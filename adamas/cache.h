@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "adamas.h"
+#include "gpu_module.h"
 
 /* The accessors below return writable pointers into the cache's buffers; the
  * decode path only reads through them. */
@@ -33,6 +34,8 @@ struct adamas_cache {
     float (*k_thresholds)[3];/* [n_kv_heads]: key thresholds (per head once calibrated) */
     float query_tau;         /* 0: fixed q_thresholds; > 0: per-step {-tau*r, 0, tau*r} */
     cache_workspace *scratch;/* decode buffers, reused across steps                    */
+    const adamas_gpu_module *gpu_module; /* CUDA backend: the module, else NULL          */
+    adamas_gpu_cache *gpu;   /* CUDA backend: the device mirror, else NULL              */
 };
 
 static inline void *adamas_cache_key_row(const adamas_cache *c, uint32_t kv_head,

@@ -10,6 +10,7 @@
 #include <omp.h>
 #endif
 
+#include "backend.h"
 #include "decode.h"
 #include "error.h"
 #include "validate.h"
@@ -256,6 +257,12 @@ int adamas_decode_ws(const adamas_cache *c, const adamas_decode_params *p, const
     int st = prepare_step(c, p, q, out, &s);
     if (st)
         return st;
+    if (c->gpu) {
+        adamas_gpu_step gs = {s.selector, s.n, s.budget, s.sink, s.recent, s.rerank,
+                              c->query_tau};
+        st = c->gpu_module->decode(c->gpu, &gs, q, out, selected);
+        return st ? adamas_gpu_fail(st, "adamas_decode") : ADAMAS_OK;
+    }
 
     /* Borrow the cache's workspace unless another thread holds it. */
     adamas_workspace *own = NULL;
@@ -285,4 +292,34 @@ int adamas_decode(const adamas_cache *c, const adamas_decode_params *p, const fl
                   float *out, uint32_t *selected)
 {
     return adamas_decode_ws(c, p, q, out, selected, NULL);
+}
+
+int adamas_cache_distances(const adamas_cache *c, const float *q, uint32_t head, uint16_t *dist)
+{
+    const char *fn = "adamas_cache_distances";
+    if (!c || !q || !dist)
+        return adamas_fail(ADAMAS_EINVAL, "%s: %s is NULL", fn, !c ? "c" : !q ? "q" : "dist");
+    if (head >= c->cfg.n_heads)
+        return adamas_fail(ADAMAS_EINVAL, "%s: head %u >= n_heads = %u", fn, head,
+                           c->cfg.n_heads);
+    if (c->len == 0)
+        return adamas_fail(ADAMAS_EINVAL, "%s: the cache is empty", fn);
+    size_t bad = adamas_first_nonfinite(q, c->cfg.head_dim);
+    if (bad < c->cfg.head_dim)
+        return adamas_fail(ADAMAS_EINVAL, "%s: q[%zu] is not finite", fn, bad);
+    decode_step s = {.cache = c, .selector = ADAMAS_SELECT_ADAMAS, .n = c->len};
+    int st = adamas_kernels_get(&s.kern);
+    if (st)
+        return st;
+    if (c->gpu) {
+        adamas_gpu_step gs = {ADAMAS_SELECT_ADAMAS, c->len, c->len, 0, 0, 0, c->query_tau};
+        st = c->gpu_module->distances(c->gpu, &gs, head, q, dist);
+        return st ? adamas_gpu_fail(st, fn) : ADAMAS_OK;
+    }
+    float qh[ADAMAS_MAX_HEAD_DIM];
+    uint64_t qcode[2 * ADAMAS_MAX_HEAD_DIM / 64];
+    adamas_encode_query(&s, q, qh, qcode);
+    s.kern->scan[c->cfg.metric](qcode, adamas_cache_codes(c, head / c->group, 0), c->code_words,
+                                c->len, dist, NULL);
+    return ADAMAS_OK;
 }
