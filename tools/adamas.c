@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "adamas.h"
+#include "workload.h"
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -27,28 +28,6 @@ static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
-}
-
-/* xoshiro-style generator; cheap approximately-normal draws (sum of 4 uniforms,
- * unit variance) keep building a 32K-token cache quick. */
-typedef struct {
-    uint64_t s;
-} rng;
-
-static uint64_t rng_next(rng *r)
-{
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15u);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
-}
-
-static float rng_gauss(rng *r)
-{
-    uint64_t x = rng_next(r);
-    float sum = (float)(x & 0xffff) + (float)((x >> 16) & 0xffff) + (float)((x >> 32) & 0xffff) +
-                (float)(x >> 48);
-    return (sum * (1.0f / 65536.0f) - 2.0f) * 1.7320508f;
 }
 
 static int fail(const char *what, int status)
@@ -163,134 +142,6 @@ static int parse_demo_options(int argc, char **argv, demo_options *o)
     return 0;
 }
 
-/* Stored value of x in the cache's dtype, widened back to f32. */
-static float as_stored(float x, adamas_dtype t)
-{
-    if (t == ADAMAS_F16)
-        return adamas_f16_to_f32(adamas_f32_to_f16(x));
-    if (t == ADAMAS_BF16)
-        return adamas_bf16_to_f32(adamas_f32_to_bf16(x));
-    return x;
-}
-
-/* The synthetic workload: one query per head, keys and values per kv head, and the
- * exact full-attention logits of every query head over every token. */
-typedef struct {
-    const demo_options *o;
-    float *q;       /* [heads][dim]                                   */
-    double *logits; /* [heads][tokens] q.k/sqrt(d) over stored keys   */
-    double *p_full; /* [heads][tokens] full-attention probabilities   */
-} workload;
-
-/* Keys: N(0, 2^2) per dimension plus outlier channels of mean 12 (as real models show,
- * and which the Hadamard transform spreads out).  Some keys are pulled toward the first
- * query head of their group, to a logit of `pull`: token 0 (an attention sink), 8
- * needles per kv head at random depths, and passages of 8 to 24 consecutive tokens
- * (one per 2048 tokens on average) a little.
- * Queries: N(0, 0.4^2).  Values: N(0, 1). */
-static int build_cache(adamas_cache *cache, workload *w, rng *r)
-{
-    const demo_options *o = w->o;
-    const uint32_t d = o->dim, g_size = o->heads / o->kv_heads, chunk = 1024;
-    const float key_scale = 2.0f, query_scale = 0.4f, outlier = 12.0f;
-    enum { N_NEEDLES = 8 };
-    uint32_t needles[64][N_NEEDLES]; /* [kv_heads][N_NEEDLES] */
-    uint32_t passage_left[64] = {0};  /* [kv_heads] tokens left in a relevant passage */
-    float passage_pull[64];
-
-    for (size_t i = 0; i < (size_t)o->heads * d; i++)
-        w->q[i] = query_scale * rng_gauss(r);
-    for (uint32_t g = 0; g < o->kv_heads; g++)
-        for (int k = 0; k < N_NEEDLES; k++)
-            needles[g][k] = 1 + (uint32_t)(rng_next(r) % (o->tokens - 1));
-
-    float *k = malloc((size_t)chunk * o->kv_heads * d * sizeof *k);
-    float *v = malloc((size_t)chunk * o->kv_heads * d * sizeof *v);
-    if (!k || !v) {
-        free(k);
-        free(v);
-        fprintf(stderr, "adamas demo: out of memory\n");
-        return 1;
-    }
-    double t0 = now_seconds();
-    for (uint32_t start = 0; start < o->tokens; start += chunk) {
-        uint32_t m = o->tokens - start < chunk ? o->tokens - start : chunk;
-        for (uint32_t t = 0; t < m; t++)
-            for (uint32_t g = 0; g < o->kv_heads; g++) {
-                float *kr = k + ((size_t)t * o->kv_heads + g) * d;
-                float *vr = v + ((size_t)t * o->kv_heads + g) * d;
-                for (uint32_t i = 0; i < d; i++) {
-                    kr[i] = key_scale * rng_gauss(r) + (i % 32 == 7 ? outlier : 0.0f);
-                    vr[i] = rng_gauss(r);
-                }
-                /* pull the key toward the group's first query: the sink, the needles,
-                 * and a heavy tail of 2% somewhat relevant tokens */
-                float pull = 0.0f;
-                uint32_t token = start + t;
-                if (passage_left[g] == 0 && rng_next(r) % 2048 == 0) {
-                    passage_left[g] = 8 + (uint32_t)(rng_next(r) % 17);
-                    passage_pull[g] = 4.0f + 4.0f * (float)(rng_next(r) >> 40) * 0x1p-24f;
-                }
-                if (passage_left[g] > 0) {
-                    passage_left[g]--;
-                    pull = passage_pull[g];
-                }
-                if (token == 0)
-                    pull = 10.0f;
-                for (int n = 0; n < N_NEEDLES; n++)
-                    if (needles[g][n] == token)
-                        pull = 11.0f + (float)n * 0.25f;
-                if (pull > 0.0f) {
-                    const float *qg = w->q + (size_t)g * g_size * d;
-                    double qq = 0.0;
-                    for (uint32_t i = 0; i < d; i++)
-                        qq += (double)qg[i] * qg[i];
-                    float beta = (float)(pull * sqrt((double)d) / qq);
-                    for (uint32_t i = 0; i < d; i++)
-                        kr[i] = 0.5f * kr[i] + beta * qg[i];
-                }
-            }
-        int st = adamas_cache_append(cache, k, v, m);
-        if (st) {
-            free(k);
-            free(v);
-            return fail("adamas_cache_append", st);
-        }
-        /* full-attention logits over the keys as stored */
-        for (uint32_t h = 0; h < o->heads; h++) {
-            const float *qh = w->q + (size_t)h * d;
-            uint32_t g = h / g_size;
-            for (uint32_t t = 0; t < m; t++) {
-                const float *kr = k + ((size_t)t * o->kv_heads + g) * d;
-                double s = 0.0;
-                for (uint32_t i = 0; i < d; i++)
-                    s += (double)qh[i] * as_stored(kr[i], o->dtype);
-                w->logits[(size_t)h * o->tokens + start + t] = s / sqrt((double)d);
-            }
-        }
-        if ((start / chunk) % 8 == 7 || start + m == o->tokens) {
-            fprintf(stderr, "\r  building cache: %u / %u tokens (%.1f s)", start + m, o->tokens,
-                    now_seconds() - t0);
-            fflush(stderr);
-        }
-    }
-    fprintf(stderr, "\n");
-    free(k);
-    free(v);
-
-    for (uint32_t h = 0; h < o->heads; h++) {
-        const double *l = w->logits + (size_t)h * o->tokens;
-        double *p = w->p_full + (size_t)h * o->tokens, max = -INFINITY, sum = 0.0;
-        for (uint32_t t = 0; t < o->tokens; t++)
-            max = l[t] > max ? l[t] : max;
-        for (uint32_t t = 0; t < o->tokens; t++)
-            sum += p[t] = exp(l[t] - max);
-        for (uint32_t t = 0; t < o->tokens; t++)
-            p[t] /= sum;
-    }
-    return 0;
-}
-
 typedef struct {
     const char *name;
     adamas_selector selector;
@@ -300,11 +151,10 @@ typedef struct {
 
 /* Decode `reps` times, keep the median time; then score the selection.  *full_ms is
  * the time of full attention: set by the FULL row, read by the others. */
-static int run_row(const adamas_cache *cache, const workload *w, const demo_row *row,
-                   uint32_t budget, const float *out_full, double *full_ms, float *out,
+static int run_row(const adamas_cache *cache, const demo_options *o, const workload *w,
+                   const demo_row *row, uint32_t budget, const float *out_full, double *full_ms, float *out,
                    uint32_t *selected)
 {
-    const demo_options *o = w->o;
     adamas_decode_params p = adamas_decode_params_default(row->selector, budget);
     p.rerank = row->rerank;
     double times[64];
@@ -353,7 +203,7 @@ static int demo_main(int argc, char **argv)
     demo_options o;
     if (parse_demo_options(argc, argv, &o))
         return 2;
-    if (o.heads % o.kv_heads || o.kv_heads > 64) {
+    if (o.heads % o.kv_heads || o.kv_heads > WORKLOAD_MAX_KV_HEADS) {
         fprintf(stderr, "adamas demo: heads must be a multiple of kv-heads (at most 64)\n");
         return 2;
     }
@@ -368,14 +218,14 @@ static int demo_main(int argc, char **argv)
     for (uint32_t i = 0; i < o.n_budgets; i++)
         max_budget = o.budgets[i] > max_budget ? o.budgets[i] : max_budget;
     size_t hd = (size_t)o.heads * o.dim;
-    workload w = {.o = &o};
-    w.q = malloc(hd * sizeof *w.q);
-    w.logits = malloc((size_t)o.heads * o.tokens * sizeof *w.logits);
-    w.p_full = malloc((size_t)o.heads * o.tokens * sizeof *w.p_full);
+    workload w;
+    const workload_config wcfg = {.tokens = o.tokens, .heads = o.heads, .kv_heads = o.kv_heads,
+                                  .dim = o.dim, .dtype = o.dtype, .progress = 1};
+    int w_st = workload_create(&w, &wcfg);
     float *out_full = malloc(hd * sizeof *out_full), *out = malloc(hd * sizeof *out);
     uint32_t *selected = malloc((size_t)o.heads * max_budget * sizeof *selected);
     int rc = 1;
-    if (!w.q || !w.logits || !w.p_full || !out_full || !out || !selected) {
+    if (w_st || !out_full || !out || !selected) {
         fprintf(stderr, "adamas demo: out of memory\n");
         goto done;
     }
@@ -384,9 +234,14 @@ static int demo_main(int argc, char **argv)
     printf("adamas demo: %u tokens, %u query heads, %u kv heads, d=%u, %s KV, kernels: %s\n",
            o.tokens, o.heads, o.kv_heads, o.dim, dtype_name, adamas_isa_name());
     fflush(stdout);
-    rng r = {o.seed};
-    if (build_cache(cache, &w, &r))
+    workload_rng r = {o.seed};
+    if ((st = workload_fill(&w, &cache, 1, &r))) {
+        if (st == ADAMAS_ENOMEM)
+            fprintf(stderr, "adamas demo: out of memory\n");
+        else
+            fail("adamas_cache_append", st);
         goto done;
+    }
 
     static const demo_row full_row = {"full", ADAMAS_SELECT_FULL, 0, 0};
     static const demo_row rows[] = {
@@ -410,7 +265,7 @@ static int demo_main(int argc, char **argv)
 
     printf("\n%-20s %7s %10s %10s %9s %12s\n", "selector", "budget", "ms/step", "vs full",
            "mass", "out err");
-    if (run_row(cache, &w, &full_row, 0, out_full, &full_ms, out, selected))
+    if (run_row(cache, &o, &w, &full_row, 0, out_full, &full_ms, out, selected))
         goto done;
     int calibrated = 0;
     for (size_t i = 0; i < n_rows; i++) {
@@ -423,7 +278,7 @@ static int demo_main(int argc, char **argv)
             calibrated = 1;
         }
         for (uint32_t b = 0; b < o.n_budgets; b++)
-            if (run_row(cache, &w, &rows[i], o.budgets[b], out_full, &full_ms, out, selected))
+            if (run_row(cache, &o, &w, &rows[i], o.budgets[b], out_full, &full_ms, out, selected))
                 goto done;
     }
     printf("\nmass: share of full-attention probability on the selected tokens (mean over "
@@ -431,9 +286,7 @@ static int demo_main(int argc, char **argv)
            o.reps);
     rc = 0;
 done:
-    free(w.q);
-    free(w.logits);
-    free(w.p_full);
+    workload_destroy(&w);
     free(out_full);
     free(out);
     free(selected);
