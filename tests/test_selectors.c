@@ -1,5 +1,6 @@
 /* test_selectors.c - which tokens each selector picks, against the reference model
  * (DESIGN §2 "Selection", "Baselines", "Two-stage selection"), with ties everywhere. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -302,4 +303,41 @@ Test(select, quest_with_one_page_of_budget_attends_to_the_newest_page_only)
     free(rows);
     free(q);
     pair_destroy(&pair);
+}
+
+Test(select, quest_page_bounds_come_from_the_stored_keys)
+{
+    /* Page 1 repeats page 0's keys lowered by less than half a unit in the last place
+     * of f16 and bf16: as given its bound is lower for a positive query, as stored the
+     * two pages tie and the more recent, page 1, wins. */
+    const uint32_t page = 2 + rng_below(6), d = 32, n = 2 * page + 1 + rng_below(page);
+    for (int dtype = ADAMAS_F32; dtype <= ADAMAS_BF16; dtype++) {
+        adamas_cache_config cfg = random_config(1, 1, d, n, (adamas_dtype)dtype);
+        cfg.page_size = page;
+        cache_pair pair;
+        pair_create(&pair, &cfg);
+        float key[32], *k = malloc(sizeof(float) * n * d), *v = malloc(sizeof(float) * n * d);
+        for (uint32_t i = 0; i < d; i++) /* +-[0.5, 2] in steps of 1/8: exact in every dtype */
+            key[i] = (float)(4 + (int)rng_below(13)) / 8.0f * (rng_below(2) ? 1.0f : -1.0f);
+        rng_fill_normal(k, (size_t)n * d, 0.1f);
+        rng_fill_normal(v, (size_t)n * d, 1.0f);
+        for (uint32_t t = 0; t < 2 * page; t++)
+            for (uint32_t i = 0; i < d; i++)
+                k[t * d + i] = t < page ? key[i] : key[i] - fabsf(key[i]) * 0x1p-13f;
+        pair_append(&pair, k, v, n);
+        float q[32];
+        for (uint32_t i = 0; i < d; i++)
+            q[i] = rng_uniform(0.5f, 1.5f);
+        adamas_decode_params p = adamas_decode_params_default(ADAMAS_SELECT_QUEST, 2 * page);
+        p.page_size = 0;
+        pair_check_decode(&pair, &p, q);
+        uint32_t *rows = selected_rows(pair.lib, &p, q);
+        uint32_t want_page = dtype == ADAMAS_F32 ? 0 : 1;
+        expect(rows[0] == want_page * page, "dtype %d: first selected token %u, expected page %u",
+               dtype, rows[0], want_page);
+        free(rows);
+        free(k);
+        free(v);
+        pair_destroy(&pair);
+    }
 }
