@@ -219,3 +219,40 @@ Test(cache, largest_storable_values_are_accepted)
         adamas_cache_destroy(c);
     }
 }
+
+Test(cache, distances_are_the_code_distances_a_decode_step_ranks_by)
+{
+    for (int trial = 0; trial < 6; trial++) {
+        const uint32_t n = 1 + rng_below(200), n_kv = 1 + rng_below(3), group = 1 + rng_below(3);
+        const uint32_t d = 16u << rng_below(5);
+        adamas_cache_config cfg = random_config(n_kv * group, n_kv, d, n, (adamas_dtype)rng_below(3));
+        cfg.metric = (adamas_metric)(trial % 2);
+        cache_pair pair;
+        pair_create(&pair, &cfg);
+        pair_append_random(&pair, n, 1.0f, 1.0f);
+        if (trial >= 3)
+            pair_calibrate(&pair, rng_uniform(0.3f, 1.2f)); /* per-step query thresholds */
+        float *q = random_query(&pair, 1.0f);
+        uint16_t *dist = malloc((n + 1) * sizeof *dist);
+        uint8_t qcode[512];
+        for (uint32_t h = 0; h < n_kv * group; h++) {
+            poison(dist, (n + 1) * sizeof *dist);
+            int st = adamas_cache_distances(pair.lib, q + (size_t)h * d, h, dist);
+            expect(st == ADAMAS_OK, "%s", adamas_last_error());
+            ref_query_code(&pair.ref, q + (size_t)h * d, qcode);
+            for (uint32_t t = 0; t < n; t++) {
+                const uint8_t *kc = ref_code(&pair.ref, t, h / group);
+                uint32_t want = cfg.metric == ADAMAS_METRIC_XORW ? ref_xorw(qcode, kc, d)
+                                                                 : ref_l1(qcode, kc, d);
+                expect(dist[t] == want, "head %u token %u: distance %u, expected %u", h, t,
+                       dist[t], want);
+            }
+            uint16_t untouched;
+            poison(&untouched, sizeof untouched);
+            expect(dist[n] == untouched, "wrote past dist[%u]", n);
+        }
+        free(dist);
+        free(q);
+        pair_destroy(&pair);
+    }
+}

@@ -875,3 +875,155 @@ Test(errors, decode_rejects_a_budget_not_above_the_forced_set)
     expect_decode_rejected(c, &p, probe_query, "budget", "budget < page_size");
     adamas_cache_destroy(c);
 }
+
+Test(errors, decode_ws_rejects_what_decode_rejects_and_changes_nothing)
+{
+    adamas_workspace *ws = NULL;
+    forget_message("adamas_workspace_create");
+    expect_failure(adamas_workspace_create(NULL), ADAMAS_EINVAL, "out", "out NULL");
+    expect(adamas_workspace_create(&ws) == ADAMAS_OK && ws, "%s", adamas_last_error());
+    adamas_cache *c = make_cache(ADAMAS_F16, 30 + rng_below(30));
+    cache_state before;
+    capture(c, &before);
+    adamas_decode_params p = adamas_decode_params_default(ADAMAS_SELECT_ADAMAS, 16);
+    p.sink = 20; /* not below the budget */
+    float q[N_HEADS * D];
+    memcpy(q, probe_query, sizeof q);
+    struct {
+        const adamas_cache *c;
+        const adamas_decode_params *p;
+        const float *q;
+        int null_out;
+        const char *word;
+    } cases[] = {{NULL, &p, q, 0, "c"},
+                 {c, NULL, q, 0, "p"},
+                 {c, &p, NULL, 0, "q"},
+                 {c, &p, q, 1, "out"},
+                 {c, &p, q, 0, "budget"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        decode_outputs o;
+        poison_outputs(&o);
+        forget_message("adamas_decode_ws");
+        expect_failure(adamas_decode_ws(cases[i].c, cases[i].p, cases[i].q,
+                                        cases[i].null_out ? NULL : o.out, o.selected, ws),
+                       ADAMAS_EINVAL, cases[i].word, cases[i].word);
+        expect_outputs_untouched(&o, cases[i].word);
+        expect_unchanged(c, &before, cases[i].word);
+    }
+    /* the workspace still serves a valid step, with the same bits as adamas_decode */
+    p.sink = 0;
+    decode_outputs a, b;
+    expect(adamas_decode_ws(c, &p, q, a.out, a.selected, ws) == ADAMAS_OK, "%s",
+           adamas_last_error());
+    expect(adamas_decode(c, &p, q, b.out, b.selected) == ADAMAS_OK, "%s", adamas_last_error());
+    expect(memcmp(a.out, b.out, sizeof(float) * N_HEADS * D) == 0, "outputs differ");
+    expect(memcmp(a.selected, b.selected, sizeof(uint32_t) * N_HEADS * 16) == 0,
+           "selections differ");
+    adamas_workspace_destroy(ws);
+    adamas_workspace_destroy(NULL);
+    adamas_cache_destroy(c);
+}
+
+Test(errors, a_negative_thread_count_is_rejected)
+{
+    int was = adamas_get_num_threads();
+    const int bad[] = {-1, -2, INT32_MIN};
+    for (int i = 0; i < 3; i++) {
+        forget_message("adamas_set_num_threads");
+        expect_failure(adamas_set_num_threads(bad[i]), ADAMAS_EINVAL, "n", "negative n");
+        expect(adamas_get_num_threads() == was, "thread count changed to %d",
+               adamas_get_num_threads());
+    }
+}
+
+Test(errors, cache_distances_rejects_null_bad_heads_an_empty_cache_and_a_non_finite_query)
+{
+    const uint32_t n = 1 + rng_below(40);
+    adamas_cache *c = make_cache(ADAMAS_BF16, n);
+    uint16_t dist[MAX_TOKENS + 4];
+    float q[D];
+    memcpy(q, probe_query, sizeof q);
+    struct {
+        const adamas_cache *c;
+        const float *q;
+        uint32_t head;
+        int null_dist;
+        const char *word;
+    } cases[] = {{NULL, q, 0, 0, "c"},
+                 {c, NULL, 0, 0, "q"},
+                 {c, q, 0, 1, "dist"},
+                 {c, q, N_HEADS, 0, "head"},
+                 {c, q, UINT32_MAX, 0, "head"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        poison(dist, sizeof dist);
+        forget_message("adamas_cache_distances");
+        expect_failure(adamas_cache_distances(cases[i].c, cases[i].q, cases[i].head,
+                                              cases[i].null_dist ? NULL : dist),
+                       ADAMAS_EINVAL, cases[i].word, cases[i].word);
+        expect(untouched(dist, sizeof dist), "%s: dist written", cases[i].word);
+    }
+    q[rng_below(D)] = nonfinite();
+    poison(dist, sizeof dist);
+    forget_message("adamas_cache_distances");
+    expect_failure(adamas_cache_distances(c, q, rng_below(N_HEADS), dist), ADAMAS_EINVAL, "q",
+                   "non-finite q");
+    expect(untouched(dist, sizeof dist), "non-finite q: dist written");
+    adamas_cache_destroy(c);
+
+    adamas_cache *empty = make_cache(ADAMAS_F32, 0);
+    poison(dist, sizeof dist);
+    forget_message("adamas_cache_distances");
+    expect_failure(adamas_cache_distances(empty, probe_query, 0, dist), ADAMAS_EINVAL, "empty",
+                   "empty cache");
+    expect(untouched(dist, sizeof dist), "empty cache: dist written");
+    adamas_cache_destroy(empty);
+}
+
+/* ---------------------------------------------------------------- backends */
+
+static const char *const unknown_backends[] = {"gpu", "CPU", "cuda ", "rocm", "metal", "cpu0"};
+#define N_UNKNOWN_BACKENDS (sizeof unknown_backends / sizeof unknown_backends[0])
+
+Test(errors, set_backend_rejects_unknown_names_and_keeps_the_previous_choice)
+{
+    expect(adamas_set_backend("cpu") == ADAMAS_OK, "%s", adamas_last_error());
+    for (size_t i = 0; i < N_UNKNOWN_BACKENDS; i++) {
+        forget_message("adamas_set_backend");
+        expect_failure(adamas_set_backend(unknown_backends[i]), ADAMAS_EINVAL, "adamas_set_backend",
+                       unknown_backends[i]);
+        expect(strstr(adamas_last_error(), unknown_backends[i]), "message \"%s\" lacks \"%s\"",
+               adamas_last_error(), unknown_backends[i]);
+        expect(strcmp(adamas_backend_name(), "cpu") == 0, "backend changed to %s",
+               adamas_backend_name());
+    }
+    forget_message("adamas_set_backend");
+    int st = adamas_set_backend("cuda");
+    if (st != ADAMAS_OK) { /* no module or no device here */
+        expect_failure(st, ADAMAS_ENOTSUP, "cuda", "cuda unavailable");
+        expect(strcmp(adamas_backend_name(), "cpu") == 0, "backend changed to %s",
+               adamas_backend_name());
+    }
+    expect(adamas_cache_backend(NULL) && adamas_cache_backend(NULL)[0] == 0,
+           "adamas_cache_backend(NULL) = \"%s\"", adamas_cache_backend(NULL));
+}
+
+Test(errors, an_unknown_backend_in_the_environment_fails_cache_creation_until_fixed)
+{
+    const char *name = unknown_backends[rng_below(N_UNKNOWN_BACKENDS)];
+    setenv("ADAMAS_BACKEND", name, 1);
+    expect(strcmp(adamas_backend_name(), "none") == 0, "ADAMAS_BACKEND=%s: backend %s", name,
+           adamas_backend_name());
+    adamas_cache_config cfg = adamas_cache_config_default(2, 1, 32, 10);
+    for (int rep = 0; rep < 2; rep++) {
+        adamas_cache *sentinel = (adamas_cache *)&cfg, *c = sentinel;
+        forget_message("adamas_cache_create");
+        expect_failure(adamas_cache_create(&cfg, &c), ADAMAS_EINVAL, "ADAMAS_BACKEND", name);
+        expect(c == sentinel, "*out written");
+    }
+    setenv("ADAMAS_BACKEND", "cpu", 1);
+    adamas_cache *c;
+    expect(adamas_cache_create(&cfg, &c) == ADAMAS_OK, "after fixing ADAMAS_BACKEND: %s",
+           adamas_last_error());
+    expect(strcmp(adamas_cache_backend(c), "cpu") == 0, "backend %s", adamas_cache_backend(c));
+    adamas_cache_destroy(c);
+}
