@@ -1,0 +1,581 @@
+/*
+ * avx512.c - the kernel table for AVX-512 (F, BW, VL, DQ; VPOPCNTDQ when the CPU has it).
+ *
+ * Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq only: the VPOPCNTQ scan is
+ * compiled for AVX512_VPOPCNTDQ by a target attribute and chosen at run time, so that
+ * this table also runs on AVX-512 CPUs without it (Skylake-X, Cascade Lake).
+ *
+ * Bit-exactness (kernels.h): the transform performs the scalar f32 operations, each
+ * output a+b or a-b of the same two values in the same operand order, then one
+ * multiplication by the same constant; dot and page_score keep the 16 lane sums of
+ * the scalar loop in one register and fold them in the same order.  No FMA anywhere
+ * outside exp.
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "simd.h"
+
+#ifdef ADAMAS_HAVE_SLEEF
+#include <sleef.h>
+#endif
+
+#define LANES 16                 /* floats per register */
+#define REG_MAX_D 256            /* up to this d the whole vector lives in 16 registers */
+
+/* Each head dimension gets its own unrolled instance of the transform. */
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* uint64 words of one planar code (adamas_code_words, inlined) */
+#define CODE_WORDS(d) (2 * (((d) + 63) / 64))
+
+/* ============================================================ Hadamard + encode */
+
+/* One in-register stage of span h < 16: lanes with bit h clear take a + b (x holds a,
+ * the partner y = x[lane ^ h] holds b), lanes with bit h set take a - b (y holds a). */
+ALWAYS_INLINE __m512 stage_in_register(__m512 x, __m512 y, __mmask16 upper)
+{
+    return _mm512_mask_sub_ps(_mm512_add_ps(x, y), upper, y, x);
+}
+
+/* Stages h = 1, 2, 4, 8 of one 16-float block. */
+ALWAYS_INLINE __m512 butterflies16(__m512 x)
+{
+    x = stage_in_register(x, _mm512_permute_ps(x, 0xB1), 0xAAAA);
+    x = stage_in_register(x, _mm512_permute_ps(x, 0x4E), 0xCCCC);
+    x = stage_in_register(x, _mm512_shuffle_f32x4(x, x, 0xB1), 0xF0F0);
+    x = stage_in_register(x, _mm512_shuffle_f32x4(x, x, 0x4E), 0xFF00);
+    return x;
+}
+
+ALWAYS_INLINE void butterfly(__m512 *a, __m512 *b)
+{
+    __m512 s = _mm512_add_ps(*a, *b), t = _mm512_sub_ps(*a, *b);
+    *a = s;
+    *b = t;
+}
+
+/* Stages h = 1 .. 16*n/2 of v[n] (n a power of two, n <= 16): the Hadamard transform
+ * of the 16*n floats, unscaled.  n is a constant at every call, so the loops unroll
+ * and v stays in registers. */
+ALWAYS_INLINE void transform_registers(__m512 *v, size_t n)
+{
+#pragma GCC unroll 16
+    for (size_t r = 0; r < n; r++)
+        v[r] = butterflies16(v[r]);
+    const size_t n_stages = n >= 16 ? 4 : n >= 8 ? 3 : n >= 4 ? 2 : n >= 2 ? 1 : 0;
+#pragma GCC unroll 4
+    for (size_t stage = 0; stage < n_stages; stage++) {
+        const size_t hr = (size_t)1 << stage;
+#pragma GCC unroll 16
+        for (size_t p = 0; p < n / 2; p++) {
+            size_t j = (p / hr) * 2 * hr + p % hr; /* the p-th pair (j, j + hr) */
+            butterfly(&v[j], &v[j + hr]);
+        }
+    }
+}
+
+/* Code bits of elements [first, first + 16) of a vector: low plane = odd number of
+ * thresholds passed, high plane = at least two passed, i.e. the two bits of
+ * (x > t0) + (x > t1) + (x > t2) for any thresholds (the scalar sum). */
+ALWAYS_INLINE void encode_register(__m512 x, const __m512 th[3], size_t first, uint64_t *code)
+{
+    __mmask16 c0 = _mm512_cmp_ps_mask(x, th[0], _CMP_GT_OQ);
+    __mmask16 c1 = _mm512_cmp_ps_mask(x, th[1], _CMP_GT_OQ);
+    __mmask16 c2 = _mm512_cmp_ps_mask(x, th[2], _CMP_GT_OQ);
+    uint64_t lo = (uint16_t)(c0 ^ c1 ^ c2), hi = (uint16_t)((c0 & c1) | (c0 & c2) | (c1 & c2));
+    code[2 * (first / 64)] |= lo << (first % 64);
+    code[2 * (first / 64) + 1] |= hi << (first % 64);
+}
+
+/* The code of v[n] (LANES*n elements), each word written once, from registers. */
+ALWAYS_INLINE void encode_registers(const __m512 *v, size_t n, const __m512 th[3], uint64_t *code)
+{
+#pragma GCC unroll 16
+    for (size_t g = 0; g < (n + 3) / 4; g++) {
+        uint64_t words[2] = {0, 0};
+#pragma GCC unroll 4
+        for (size_t k = 0; k < 4; k++)
+            if (4 * g + k < n)
+                encode_register(v[4 * g + k], th, k * LANES, words);
+        code[2 * g] = words[0];
+        code[2 * g + 1] = words[1];
+    }
+}
+
+static inline void load_thresholds(const float th[3], __m512 out[3])
+{
+    for (int i = 0; i < 3; i++)
+        out[i] = _mm512_set1_ps(th[i]);
+}
+
+/* x[d] (d <= REG_MAX_D) transformed with no memory round trip: load, all stages, scale,
+ * store; code (when not NULL) from the same registers. */
+ALWAYS_INLINE void transform_small(float *x, size_t d, const float th[3], uint64_t *code)
+{
+    const size_t n = d / LANES;
+    const __m512 scale = _mm512_set1_ps((float)(1.0 / sqrt((double)d)));
+    __m512 v[REG_MAX_D / LANES];
+#pragma GCC unroll 16
+    for (size_t r = 0; r < n; r++)
+        v[r] = _mm512_loadu_ps(x + r * LANES);
+    transform_registers(v, n);
+#pragma GCC unroll 16
+    for (size_t r = 0; r < n; r++) {
+        v[r] = _mm512_mul_ps(v[r], scale);
+        _mm512_storeu_ps(x + r * LANES, v[r]);
+    }
+    if (code) {
+        __m512 t[3];
+        load_thresholds(th, t);
+        encode_registers(v, n, t, code);
+    }
+}
+
+/* d = 512 or 1024: stages h < 256 in registers, one 256-float block at a time; then
+ * the remaining one or two stages in a single pass that also scales and encodes. */
+ALWAYS_INLINE void transform_large(float *x, size_t d, const float th[3], uint64_t *code)
+{
+    const __m512 scale = _mm512_set1_ps((float)(1.0 / sqrt((double)d)));
+    for (size_t b = 0; b < d; b += REG_MAX_D) {
+        __m512 v[REG_MAX_D / LANES];
+#pragma GCC unroll 16
+        for (size_t r = 0; r < REG_MAX_D / LANES; r++)
+            v[r] = _mm512_loadu_ps(x + b + r * LANES);
+        transform_registers(v, REG_MAX_D / LANES);
+#pragma GCC unroll 16
+        for (size_t r = 0; r < REG_MAX_D / LANES; r++)
+            _mm512_storeu_ps(x + b + r * LANES, v[r]);
+    }
+    __m512 t[3] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    if (code) {
+        load_thresholds(th, t);
+        memset(code, 0, CODE_WORDS(d) * sizeof *code);
+    }
+    const size_t ways = d / REG_MAX_D; /* 2: stage 256; 4: stages 256 and 512 */
+    for (size_t i = 0; i < REG_MAX_D; i += LANES) {
+        __m512 v[4];
+        for (size_t k = 0; k < ways; k++)
+            v[k] = _mm512_loadu_ps(x + i + k * REG_MAX_D);
+        butterfly(&v[0], &v[1]);
+        if (ways == 4) {
+            butterfly(&v[2], &v[3]);
+            butterfly(&v[0], &v[2]);
+            butterfly(&v[1], &v[3]);
+        }
+        for (size_t k = 0; k < ways; k++) {
+            v[k] = _mm512_mul_ps(v[k], scale);
+            _mm512_storeu_ps(x + i + k * REG_MAX_D, v[k]);
+            if (code)
+                encode_register(v[k], t, i + k * REG_MAX_D, code);
+        }
+    }
+}
+
+/* The transform of every supported d; code NULL: no encode.  Each case is its own
+ * fully unrolled instance. */
+static inline void transform(float *x, size_t d, const float th[3], uint64_t *code)
+{
+    switch (d) {
+    case 16: transform_small(x, 16, th, code); break;
+    case 32: transform_small(x, 32, th, code); break;
+    case 64: transform_small(x, 64, th, code); break;
+    case 128: transform_small(x, 128, th, code); break;
+    case 256: transform_small(x, 256, th, code); break;
+    case 512: transform_large(x, 512, th, code); break;
+    case 1024: transform_large(x, 1024, th, code); break;
+    default: /* not a head dimension: the specification handles it */
+        if (code)
+            adamas_hadamard_encode_scalar(x, d, th, code);
+        else
+            adamas_hadamard_scalar(x, d);
+    }
+}
+
+static void hadamard_avx512(float *x, size_t d)
+{
+    transform(x, d, NULL, NULL);
+}
+
+static void hadamard_encode_avx512(float *x, size_t d, const float th[3], uint64_t *code)
+{
+    transform(x, d, th, code);
+}
+
+static void encode_avx512(const float *xh, size_t d, const float th[3], uint64_t *code)
+{
+    if (d % LANES) {
+        adamas_encode_scalar(xh, d, th, code);
+        return;
+    }
+    __m512 t[3];
+    load_thresholds(th, t);
+    memset(code, 0, CODE_WORDS(d) * sizeof *code);
+    for (size_t i = 0; i < d; i += LANES)
+        encode_register(_mm512_loadu_ps(xh + i), t, i, code);
+}
+
+/* ================================================================ distance scan */
+
+/*
+ * A code is a sequence of (low plane, high plane) word pairs, so every 128-bit lane
+ * of a register of codes holds one 64-dimension group [lo, hi] of one key, whatever
+ * the code length.  Per lane, with x = key ^ query:
+ *   XORW = popcount(x.lo) + 2*popcount(x.hi);
+ *   L1   = popcount(x.lo) + 2*popcount(w), w = x.hi & ~(x.lo & (lo ^ hi)):
+ *          where both planes differ, |a - b| is 3 when the key's two bits are equal
+ *          and 1 when they differ (then the weight-2 bit is dropped); elsewhere
+ *          |a - b| is x.lo + 2*x.hi.  (Checked over all 16 code pairs by the tests.)
+ * So both metrics are "popcount per 64-bit lane, odd lanes weighted 2", and the lane
+ * counts of a batch of 8 keys are summed per key by a tree of pair sums.
+ */
+
+/* [lo, hi] -> [hi, lo] in every 128-bit lane */
+static inline __m512i swap_planes(__m512i v)
+{
+    return _mm512_shuffle_epi32(v, _MM_PERM_BADC);
+}
+
+static inline __m512i l1_planes(__m512i key, __m512i q)
+{
+    __m512i x = _mm512_xor_si512(key, q);
+    __m512i e = _mm512_ternarylogic_epi64(x, key, swap_planes(key), 0x60); /* x & (k ^ s) */
+    return _mm512_mask_andnot_epi64(x, 0xAA, swap_planes(e), x);
+}
+
+static inline __m512i xorw_planes(__m512i key, __m512i q)
+{
+    return _mm512_xor_si512(key, q);
+}
+
+__attribute__((target("avx512vpopcntdq"))) static inline __m512i lane_popcounts_vpopcnt(__m512i x)
+{
+    return _mm512_popcnt_epi64(x);
+}
+
+/* Popcount per 64-bit lane through a 16-entry nibble table (vpshufb) and vpsadbw. */
+static inline __m512i lane_popcounts_vpshufb(__m512i x)
+{
+    const __m512i table = _mm512_broadcast_i32x4(
+        _mm_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4));
+    const __m512i nibble = _mm512_set1_epi8(0x0f);
+    __m512i lo = _mm512_and_si512(x, nibble);
+    __m512i hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), nibble);
+    __m512i bytes = _mm512_add_epi8(_mm512_shuffle_epi8(table, lo), _mm512_shuffle_epi8(table, hi));
+    return _mm512_sad_epu8(bytes, _mm512_setzero_si512());
+}
+
+/* [a0 + w*a1, a2 + w*a3, ..., b6 + w*b7] with w = 2 (weighted) or 1. */
+static inline __m512i pair_sums(__m512i a, __m512i b, int weighted)
+{
+    const __m512i even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+    const __m512i odd = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+    __m512i e = _mm512_permutex2var_epi64(a, even, b), o = _mm512_permutex2var_epi64(a, odd, b);
+    return _mm512_add_epi64(e, weighted ? _mm512_slli_epi64(o, 1) : o);
+}
+
+/* Mask of the valid 64-bit lanes of register r of a batch with `valid` valid words. */
+static inline __mmask8 lanes_valid(size_t valid, size_t r)
+{
+    size_t left = valid > 8 * r ? valid - 8 * r : 0;
+    return left >= 8 ? 0xFF : (__mmask8)((1u << left) - 1);
+}
+
+/*
+ * Distances of m <= 8 keys codes[m][words] (words = 2, 4, 8, 16 or 32, a constant
+ * after inlining); the batch is 8*words 64-bit words = `words` registers.  tail: m may
+ * be < 8, loads are masked (no read past the last key) and so is the store.
+ */
+static inline void scan_batch(const __m512i *qv, const uint64_t *codes, size_t words, size_t m,
+                              int tail, int xorw, int vpopcnt, uint16_t *dist)
+{
+    const size_t regs_per_key = words >= 8 ? words / 8 : 1;
+    const size_t n_regs = words >= 8 ? 8 : words; /* after summing each key's registers */
+    __m512i c[8];
+    for (size_t r = 0; r < n_regs; r++) {
+        __m512i sum = _mm512_setzero_si512();
+        for (size_t k = 0; k < regs_per_key; k++) {
+            size_t at = r * regs_per_key + k;
+            __m512i key = tail ? _mm512_maskz_loadu_epi64(lanes_valid(m * words, at), codes + 8 * at)
+                               : _mm512_loadu_si512(codes + 8 * at);
+            __m512i planes = xorw ? xorw_planes(key, qv[k]) : l1_planes(key, qv[k]);
+            __m512i counts = vpopcnt ? lane_popcounts_vpopcnt(planes) : lane_popcounts_vpshufb(planes);
+            sum = k ? _mm512_add_epi64(sum, counts) : counts;
+        }
+        c[r] = sum;
+    }
+    /* Each level halves the registers and the lanes per key; the first pairs the two
+     * planes of each group, so it weights the odd (high plane) lane by 2. */
+    for (size_t n = n_regs, weighted = 1; n > 1; n /= 2, weighted = 0)
+        for (size_t r = 0; r < n / 2; r++)
+            c[r] = pair_sums(c[2 * r], c[2 * r + 1], (int)weighted);
+    __m128i d16 = _mm512_cvtepi64_epi16(c[0]);
+    if (tail)
+        _mm_mask_storeu_epi16(dist, (__mmask8)((1u << m) - 1), d16);
+    else
+        _mm_storeu_si128((__m128i *)dist, d16);
+}
+
+static inline void scan_words(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
+                              uint16_t *dist, uint32_t *hist, int xorw, int vpopcnt)
+{
+    __m512i qv[4]; /* the query, aligned with the registers of one key */
+    if (words == 2)
+        qv[0] = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)q));
+    else if (words == 4)
+        qv[0] = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)q));
+    else
+        for (size_t k = 0; k < words / 8; k++)
+            qv[k] = _mm512_loadu_si512(q + 8 * k);
+
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        scan_batch(qv, codes + j * words, words, 8, 0, xorw, vpopcnt, dist + j);
+    if (j < n)
+        scan_batch(qv, codes + j * words, words, n - j, 1, xorw, vpopcnt, dist + j);
+    /* The histogram stays scalar: equal distances collide, and scatter has no
+     * conflict-free increment. */
+    if (hist)
+        for (size_t i = 0; i < n; i++)
+            hist[dist[i]]++;
+}
+
+/* One instance per code length; other lengths are not head dimensions. */
+static inline void scan(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
+                        uint16_t *dist, uint32_t *hist, int xorw, int vpopcnt)
+{
+    switch (words) {
+    case 2: scan_words(q, codes, 2, n, dist, hist, xorw, vpopcnt); break;
+    case 4: scan_words(q, codes, 4, n, dist, hist, xorw, vpopcnt); break;
+    case 8: scan_words(q, codes, 8, n, dist, hist, xorw, vpopcnt); break;
+    case 16: scan_words(q, codes, 16, n, dist, hist, xorw, vpopcnt); break;
+    case 32: scan_words(q, codes, 32, n, dist, hist, xorw, vpopcnt); break;
+    default:
+        (xorw ? adamas_scan_xorw_scalar : adamas_scan_l1_scalar)(q, codes, words, n, dist, hist);
+    }
+}
+
+__attribute__((target("avx512vpopcntdq"), flatten)) void
+adamas_scan_l1_avx512_vpopcnt(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
+                              uint16_t *dist, uint32_t *hist)
+{
+    scan(q, codes, words, n, dist, hist, 0, 1);
+}
+
+__attribute__((target("avx512vpopcntdq"), flatten)) void
+adamas_scan_xorw_avx512_vpopcnt(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
+                                uint16_t *dist, uint32_t *hist)
+{
+    scan(q, codes, words, n, dist, hist, 1, 1);
+}
+
+__attribute__((flatten)) void adamas_scan_l1_avx512_vpshufb(const uint64_t *q,
+                                                            const uint64_t *codes, size_t words,
+                                                            size_t n, uint16_t *dist,
+                                                            uint32_t *hist)
+{
+    scan(q, codes, words, n, dist, hist, 0, 0);
+}
+
+__attribute__((flatten)) void adamas_scan_xorw_avx512_vpshufb(const uint64_t *q,
+                                                              const uint64_t *codes, size_t words,
+                                                              size_t n, uint16_t *dist,
+                                                              uint32_t *hist)
+{
+    scan(q, codes, words, n, dist, hist, 1, 0);
+}
+
+int adamas_avx512_has_vpopcntdq(void)
+{
+    static atomic_int known; /* 0: not asked yet, 1: no, 2: yes */
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (!k) {
+        k = __builtin_cpu_supports("avx512vpopcntdq") ? 2 : 1;
+        atomic_store_explicit(&known, k, memory_order_relaxed);
+    }
+    return k == 2;
+}
+
+static void scan_l1_avx512(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
+                           uint16_t *dist, uint32_t *hist)
+{
+    if (adamas_avx512_has_vpopcntdq())
+        adamas_scan_l1_avx512_vpopcnt(q, codes, words, n, dist, hist);
+    else
+        adamas_scan_l1_avx512_vpshufb(q, codes, words, n, dist, hist);
+}
+
+static void scan_xorw_avx512(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
+                             uint16_t *dist, uint32_t *hist)
+{
+    if (adamas_avx512_has_vpopcntdq())
+        adamas_scan_xorw_avx512_vpopcnt(q, codes, words, n, dist, hist);
+    else
+        adamas_scan_xorw_avx512_vpshufb(q, codes, words, n, dist, hist);
+}
+
+/* ====================================================== attention arithmetic */
+
+/* Rows of each storage dtype widened to f32 (exact: f16 and bf16 are subsets of f32). */
+static inline __m512 load_f32(const void *row, size_t i)
+{
+    return _mm512_loadu_ps((const float *)row + i);
+}
+
+static inline __m512 load_f16(const void *row, size_t i)
+{
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + i)));
+}
+
+static inline __m512 load_bf16(const void *row, size_t i)
+{
+    __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)row + i));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* acc[l] += acc[l+8], += acc[l+4], += acc[l+2], += acc[l+1]: the scalar fold. */
+static inline float fold_lanes(__m512 acc)
+{
+    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    __m128 c = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    return _mm_cvtss_f32(_mm_add_ss(c, _mm_movehdup_ps(c)));
+}
+
+/* d is a multiple of 16, as in the scalar loop. */
+#define DEFINE_DOT(name, load)                                                   \
+    static float name(const float *q, const void *row, size_t d)                 \
+    {                                                                            \
+        __m512 acc = _mm512_setzero_ps();                                        \
+        for (size_t i = 0; i < d; i += LANES)                                    \
+            acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_loadu_ps(q + i), load(row, i))); \
+        return fold_lanes(acc);                                                  \
+    }
+
+DEFINE_DOT(dot_f32_avx512, load_f32)
+DEFINE_DOT(dot_f16_avx512, load_f16)
+DEFINE_DOT(dot_bf16_avx512, load_bf16)
+
+/* y += a*row, product rounded then added: bit-identical to the scalar loop. */
+static void axpy_f32_avx512(float *y, float a, const void *row, size_t d)
+{
+    const __m512 va = _mm512_set1_ps(a);
+    size_t i = 0;
+    for (; i + LANES <= d; i += LANES)
+        _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_loadu_ps(y + i), _mm512_mul_ps(va, load_f32(row, i))));
+    if (i < d)
+        adamas_axpy_f32_scalar(y + i, a, (const float *)row + i, d - i);
+}
+
+static void axpy_f16_avx512(float *y, float a, const void *row, size_t d)
+{
+    const __m512 va = _mm512_set1_ps(a);
+    size_t i = 0;
+    for (; i + LANES <= d; i += LANES)
+        _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_loadu_ps(y + i), _mm512_mul_ps(va, load_f16(row, i))));
+    if (i < d)
+        adamas_axpy_f16_scalar(y + i, a, (const uint16_t *)row + i, d - i);
+}
+
+static void axpy_bf16_avx512(float *y, float a, const void *row, size_t d)
+{
+    const __m512 va = _mm512_set1_ps(a);
+    size_t i = 0;
+    for (; i + LANES <= d; i += LANES)
+        _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_loadu_ps(y + i), _mm512_mul_ps(va, load_bf16(row, i))));
+    if (i < d)
+        adamas_axpy_bf16_scalar(y + i, a, (const uint16_t *)row + i, d - i);
+}
+
+/* sum_i max(q_i*lo_i, q_i*hi_i) in the fixed order; max_ps(a, b) is a > b ? a : b,
+ * the scalar expression, signed zeros included. */
+static float page_score_avx512(const float *q, const float *lo, const float *hi, size_t d)
+{
+    __m512 acc = _mm512_setzero_ps();
+    for (size_t i = 0; i < d; i += LANES) {
+        __m512 vq = _mm512_loadu_ps(q + i);
+        __m512 a = _mm512_mul_ps(vq, _mm512_loadu_ps(lo + i));
+        __m512 b = _mm512_mul_ps(vq, _mm512_loadu_ps(hi + i));
+        acc = _mm512_add_ps(acc, _mm512_max_ps(a, b));
+    }
+    return fold_lanes(acc);
+}
+
+/* ======================================================================== exp */
+
+/* The fallback exp of simd.h; VSCALEFPS applies 2^n with a single rounding, so
+ * subnormal results need no split exponent here. */
+static inline __m512 exp_poly(__m512 x)
+{
+    x = _mm512_max_ps(_mm512_set1_ps(ADAMAS_EXP_MIN_ARG), x); /* max/min(c, x): NaN stays */
+    x = _mm512_min_ps(_mm512_set1_ps(ADAMAS_EXP_MAX_ARG), x);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(ADAMAS_EXP_LOG2E)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(ADAMAS_EXP_LN2_HI), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(ADAMAS_EXP_LN2_LO), r);
+    __m512 p = _mm512_set1_ps(ADAMAS_EXP_P0);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(ADAMAS_EXP_P1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(ADAMAS_EXP_P2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(ADAMAS_EXP_P3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(ADAMAS_EXP_P4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(ADAMAS_EXP_P5));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* s[i] = exp(s[i] - max), 16 at a time, the tail masked; the sum in 16 lanes (a
+ * different order from the scalar loop: within a few ulp, all terms positive). */
+static inline float exp_sum_with(float *s, size_t n, float max, __m512 (*vexp)(__m512))
+{
+    const __m512 vmax = _mm512_set1_ps(max);
+    __m512 acc = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        __m512 e = vexp(_mm512_sub_ps(_mm512_loadu_ps(s + i), vmax));
+        _mm512_storeu_ps(s + i, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512 e = vexp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + i), vmax));
+        _mm512_mask_storeu_ps(s + i, m, e);
+        acc = _mm512_mask_add_ps(acc, m, acc, e);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+float adamas_exp_sum_avx512_poly(float *s, size_t n, float max)
+{
+    return exp_sum_with(s, n, max, exp_poly);
+}
+
+#ifdef ADAMAS_HAVE_SLEEF
+static inline __m512 exp_sleef(__m512 x)
+{
+    return Sleef_expf16_u10avx512f(x);
+}
+
+static float exp_sum_avx512(float *s, size_t n, float max)
+{
+    return exp_sum_with(s, n, max, exp_sleef);
+}
+#else
+#define exp_sum_avx512 adamas_exp_sum_avx512_poly
+#endif
+
+/* ====================================================================== table */
+
+const adamas_kernels adamas_kernels_avx512 = {
+    .name = "avx512",
+    .hadamard = hadamard_avx512,
+    .encode = encode_avx512,
+    .hadamard_encode = hadamard_encode_avx512,
+    .scan = {scan_l1_avx512, scan_xorw_avx512},
+    .dot = {dot_f32_avx512, dot_f16_avx512, dot_bf16_avx512},
+    .axpy = {axpy_f32_avx512, axpy_f16_avx512, axpy_bf16_avx512},
+    .exp_sum = exp_sum_avx512,
+    .page_score = page_score_avx512,
+};

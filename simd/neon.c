@@ -1,0 +1,484 @@
+/*
+ * neon.c - the kernel table for AArch64 Advanced SIMD (NEON).
+ *
+ * NEON, its fp16 conversions and vcnt are baseline on AArch64: no flags, no run-time
+ * check.  The transform, dot and page_score perform the scalar f32 operations one by
+ * one (each output a+b or a-b of the same two values in the same operand order,
+ * products rounded before they are added; the project builds with -ffp-contract=off,
+ * so vmulq + vaddq never fuse into fmla), hence bit-identical results (kernels.h).
+ */
+#include <arm_neon.h>
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "simd.h"
+
+#ifdef ADAMAS_HAVE_SLEEF
+#include <sleef.h>
+#endif
+
+#define LANES 4        /* floats per register */
+#define REG_MAX_D 128  /* up to this d the whole vector is transformed in registers */
+
+/* Each head dimension gets its own unrolled instance of the transform. */
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* uint64 words of one planar code (adamas_code_words, inlined) */
+#define CODE_WORDS(d) (2 * (((d) + 63) / 64))
+
+/* ============================================================ Hadamard + encode */
+
+/* One in-register stage of span h < 4: lanes with bit h clear take a + b (x holds a,
+ * the partner y = x[lane ^ h] holds b), lanes with bit h set take a - b (y holds a). */
+ALWAYS_INLINE float32x4_t stage_in_register(float32x4_t x, float32x4_t y, uint32x4_t upper)
+{
+    return vbslq_f32(upper, vsubq_f32(y, x), vaddq_f32(x, y));
+}
+
+/* Stages h = 1, 2 of one 4-float block. */
+ALWAYS_INLINE float32x4_t butterflies4(float32x4_t x)
+{
+    static const uint32_t h1[4] = {0, ~0u, 0, ~0u}, h2[4] = {0, 0, ~0u, ~0u};
+    x = stage_in_register(x, vrev64q_f32(x), vld1q_u32(h1));
+    x = stage_in_register(x, vextq_f32(x, x, 2), vld1q_u32(h2));
+    return x;
+}
+
+ALWAYS_INLINE void butterfly(float32x4_t *a, float32x4_t *b)
+{
+    float32x4_t s = vaddq_f32(*a, *b), t = vsubq_f32(*a, *b);
+    *a = s;
+    *b = t;
+}
+
+/* Stages h = 1 .. 4*n/2 of v[n] (n a power of two, n <= 32): the unscaled transform
+ * of the 4*n floats.  n is a constant at every call, so the loops unroll. */
+ALWAYS_INLINE void transform_registers(float32x4_t *v, size_t n)
+{
+#pragma GCC unroll 32
+    for (size_t r = 0; r < n; r++)
+        v[r] = butterflies4(v[r]);
+    const size_t n_stages = n >= 32 ? 5 : n >= 16 ? 4 : n >= 8 ? 3 : n >= 4 ? 2 : n >= 2 ? 1 : 0;
+#pragma GCC unroll 5
+    for (size_t stage = 0; stage < n_stages; stage++) {
+        const size_t hr = (size_t)1 << stage;
+#pragma GCC unroll 16
+        for (size_t p = 0; p < n / 2; p++) {
+            size_t j = (p / hr) * 2 * hr + p % hr; /* the p-th pair (j, j + hr) */
+            butterfly(&v[j], &v[j + hr]);
+        }
+    }
+}
+
+/* Code bits of elements [first, first + 4): the two bits of (x > t0) + (x > t1) +
+ * (x > t2) for any thresholds, as the scalar sum: low = odd count, high = count >= 2. */
+ALWAYS_INLINE void encode_register(float32x4_t x, const float32x4_t th[3], size_t first,
+                                   uint64_t *code)
+{
+    static const uint32_t bit[4] = {1, 2, 4, 8};
+    uint32x4_t c0 = vcgtq_f32(x, th[0]), c1 = vcgtq_f32(x, th[1]), c2 = vcgtq_f32(x, th[2]);
+    uint32x4_t lo = veorq_u32(veorq_u32(c0, c1), c2);
+    uint32x4_t hi = vorrq_u32(vorrq_u32(vandq_u32(c0, c1), vandq_u32(c0, c2)), vandq_u32(c1, c2));
+    uint32x4_t weights = vld1q_u32(bit);
+    code[2 * (first / 64)] |= (uint64_t)vaddvq_u32(vandq_u32(lo, weights)) << (first % 64);
+    code[2 * (first / 64) + 1] |= (uint64_t)vaddvq_u32(vandq_u32(hi, weights)) << (first % 64);
+}
+
+/* The code of v[n] (LANES*n elements), each word written once, from registers. */
+ALWAYS_INLINE void encode_registers(const float32x4_t *v, size_t n, const float32x4_t th[3],
+                                    uint64_t *code)
+{
+#pragma GCC unroll 2
+    for (size_t g = 0; g < (n + 15) / 16; g++) {
+        uint64_t words[2] = {0, 0};
+#pragma GCC unroll 16
+        for (size_t k = 0; k < 16; k++)
+            if (16 * g + k < n)
+                encode_register(v[16 * g + k], th, k * LANES, words);
+        code[2 * g] = words[0];
+        code[2 * g + 1] = words[1];
+    }
+}
+
+static inline void load_thresholds(const float th[3], float32x4_t out[3])
+{
+    for (int i = 0; i < 3; i++)
+        out[i] = vdupq_n_f32(th[i]);
+}
+
+/* x[d] (d <= REG_MAX_D) in registers: load, all stages, scale, store; code (when not
+ * NULL) from the same registers.  At d = 128 the data fill all 32 registers and the
+ * compiler keeps a few temporaries on the stack. */
+ALWAYS_INLINE void transform_small(float *x, size_t d, const float th[3], uint64_t *code)
+{
+    const size_t n = d / LANES;
+    const float32x4_t scale = vdupq_n_f32((float)(1.0 / sqrt((double)d)));
+    float32x4_t v[REG_MAX_D / LANES];
+#pragma GCC unroll 32
+    for (size_t r = 0; r < n; r++)
+        v[r] = vld1q_f32(x + r * LANES);
+    transform_registers(v, n);
+#pragma GCC unroll 32
+    for (size_t r = 0; r < n; r++) {
+        v[r] = vmulq_f32(v[r], scale);
+        vst1q_f32(x + r * LANES, v[r]);
+    }
+    if (code) {
+        float32x4_t t[3];
+        load_thresholds(th, t);
+        encode_registers(v, n, t, code);
+    }
+}
+
+/* One pass over x[d] for stage h (ways = 2) or stages h and 2h (ways = 4); the last
+ * pass also scales and encodes. */
+ALWAYS_INLINE void transform_pass(float *x, size_t d, size_t h, size_t ways, float32x4_t scale,
+                                  const float32x4_t *t, uint64_t *code, int last)
+{
+    for (size_t i = 0; i < d; i += ways * h)
+        for (size_t j = i; j < i + h; j += LANES) {
+            float32x4_t v[4];
+            for (size_t k = 0; k < ways; k++)
+                v[k] = vld1q_f32(x + j + k * h);
+            butterfly(&v[0], &v[1]);
+            if (ways == 4) {
+                butterfly(&v[2], &v[3]);
+                butterfly(&v[0], &v[2]);
+                butterfly(&v[1], &v[3]);
+            }
+            for (size_t k = 0; k < ways; k++) {
+                if (last)
+                    v[k] = vmulq_f32(v[k], scale);
+                vst1q_f32(x + j + k * h, v[k]);
+                if (last && code)
+                    encode_register(v[k], t, j + k * h, code);
+            }
+        }
+}
+
+/* d > REG_MAX_D: stages h < REG_MAX_D in registers, one block at a time; then the
+ * rest over memory, two stages a pass (one when their number is odd), the last pass
+ * scaling and encoding. */
+ALWAYS_INLINE void transform_large(float *x, size_t d, const float th[3], uint64_t *code)
+{
+    const float32x4_t scale = vdupq_n_f32((float)(1.0 / sqrt((double)d)));
+    for (size_t b = 0; b < d; b += REG_MAX_D) {
+        float32x4_t v[REG_MAX_D / LANES];
+#pragma GCC unroll 32
+        for (size_t r = 0; r < REG_MAX_D / LANES; r++)
+            v[r] = vld1q_f32(x + b + r * LANES);
+        transform_registers(v, REG_MAX_D / LANES);
+#pragma GCC unroll 32
+        for (size_t r = 0; r < REG_MAX_D / LANES; r++)
+            vst1q_f32(x + b + r * LANES, v[r]);
+    }
+    float32x4_t t[3] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
+    if (code) {
+        load_thresholds(th, t);
+        memset(code, 0, CODE_WORDS(d) * sizeof *code);
+    }
+    size_t stages = 0;
+    for (size_t h = REG_MAX_D; h < d; h *= 2)
+        stages++;
+    size_t h = REG_MAX_D;
+    if (stages % 2) {
+        transform_pass(x, d, h, 2, scale, t, code, stages == 1);
+        h *= 2;
+        stages--;
+    }
+    for (; stages > 0; stages -= 2, h *= 4)
+        transform_pass(x, d, h, 4, scale, t, code, stages == 2);
+}
+
+static void transform(float *x, size_t d, const float th[3], uint64_t *code)
+{
+    switch (d) {
+    case 16: transform_small(x, 16, th, code); break;
+    case 32: transform_small(x, 32, th, code); break;
+    case 64: transform_small(x, 64, th, code); break;
+    case 128: transform_small(x, 128, th, code); break;
+    case 256: transform_large(x, 256, th, code); break;
+    case 512: transform_large(x, 512, th, code); break;
+    case 1024: transform_large(x, 1024, th, code); break;
+    default: /* not a head dimension: the specification handles it */
+        if (code)
+            adamas_hadamard_encode_scalar(x, d, th, code);
+        else
+            adamas_hadamard_scalar(x, d);
+    }
+}
+
+static void hadamard_neon(float *x, size_t d)
+{
+    transform(x, d, NULL, NULL);
+}
+
+static void hadamard_encode_neon(float *x, size_t d, const float th[3], uint64_t *code)
+{
+    transform(x, d, th, code);
+}
+
+static void encode_neon(const float *xh, size_t d, const float th[3], uint64_t *code)
+{
+    if (d % LANES) {
+        adamas_encode_scalar(xh, d, th, code);
+        return;
+    }
+    float32x4_t t[3];
+    load_thresholds(th, t);
+    memset(code, 0, CODE_WORDS(d) * sizeof *code);
+    for (size_t i = 0; i < d; i += LANES)
+        encode_register(vld1q_f32(xh + i), t, i, code);
+}
+
+/* ================================================================ distance scan */
+
+/*
+ * A register of codes is one [lo, hi] group of one key.  As in avx512.c, with
+ * x = key ^ query both metrics are popcount(lo') + 2*popcount(hi'): XORW with
+ * (lo', hi') = x, L1 with hi' = x.hi & ~(x.lo & (lo ^ hi)).  vcnt counts bits per
+ * byte (at most 8); the bytes of up to 31 groups add up in 8 bits.
+ */
+ALWAYS_INLINE uint64x2_t l1_planes(uint64x2_t key, uint64x2_t q, uint64x2_t odd)
+{
+    uint64x2_t x = veorq_u64(key, q);
+    uint64x2_t e = vandq_u64(x, veorq_u64(key, vextq_u64(key, key, 1)));
+    return vbicq_u64(x, vandq_u64(vextq_u64(e, e, 1), odd));
+}
+
+ALWAYS_INLINE void scan_words(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
+                              uint16_t *dist, uint32_t *hist, int xorw)
+{
+    static const uint64_t odd_lane[2] = {0, ~(uint64_t)0};
+    const uint64x2_t odd = vld1q_u64(odd_lane);
+    uint64x2_t qv[16];
+    for (size_t g = 0; g < words / 2; g++)
+        qv[g] = vld1q_u64(q + 2 * g);
+    for (size_t j = 0; j < n; j++) {
+        const uint64_t *key = codes + j * words;
+        uint8x16_t bytes = vdupq_n_u8(0);
+        for (size_t g = 0; g < words / 2; g++) {
+            uint64x2_t k = vld1q_u64(key + 2 * g);
+            uint64x2_t planes = xorw ? veorq_u64(k, qv[g]) : l1_planes(k, qv[g], odd);
+            bytes = vaddq_u8(bytes, vcntq_u8(vreinterpretq_u8_u64(planes)));
+        }
+        uint16x8_t halves = vpaddlq_u8(bytes); /* lanes 0-3: low plane, 4-7: high plane */
+        unsigned d = vaddv_u16(vget_low_u16(halves)) + 2u * vaddv_u16(vget_high_u16(halves));
+        dist[j] = (uint16_t)d;
+        if (hist) /* scalar: equal distances collide */
+            hist[d]++;
+    }
+}
+
+static inline void scan(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
+                        uint16_t *dist, uint32_t *hist, int xorw)
+{
+    switch (words) {
+    case 2: scan_words(q, codes, 2, n, dist, hist, xorw); break;
+    case 4: scan_words(q, codes, 4, n, dist, hist, xorw); break;
+    case 8: scan_words(q, codes, 8, n, dist, hist, xorw); break;
+    case 16: scan_words(q, codes, 16, n, dist, hist, xorw); break;
+    case 32: scan_words(q, codes, 32, n, dist, hist, xorw); break;
+    default:
+        (xorw ? adamas_scan_xorw_scalar : adamas_scan_l1_scalar)(q, codes, words, n, dist, hist);
+    }
+}
+
+static void scan_l1_neon(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
+                         uint16_t *dist, uint32_t *hist)
+{
+    scan(q, codes, words, n, dist, hist, 0);
+}
+
+static void scan_xorw_neon(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
+                           uint16_t *dist, uint32_t *hist)
+{
+    scan(q, codes, words, n, dist, hist, 1);
+}
+
+/* ====================================================== attention arithmetic */
+
+/* Four elements of a stored row widened to f32 (exact for f16 and bf16). */
+static inline float32x4_t load_f32(const void *row, size_t i)
+{
+    return vld1q_f32((const float *)row + i);
+}
+
+static inline float32x4_t load_f16(const void *row, size_t i)
+{
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)row + i)));
+}
+
+static inline float32x4_t load_bf16(const void *row, size_t i)
+{
+    return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16((const uint16_t *)row + i), 16));
+}
+
+/* The 16 lane sums in four registers (lanes 0-3, 4-7, 8-11, 12-15); the scalar fold. */
+static inline float fold_lanes(const float32x4_t acc[4])
+{
+    float32x4_t a = vaddq_f32(acc[0], acc[2]), b = vaddq_f32(acc[1], acc[3]); /* l += l+8 */
+    float32x4_t c = vaddq_f32(a, b);                                          /* l += l+4 */
+    float32x2_t e = vadd_f32(vget_low_f32(c), vget_high_f32(c));              /* l += l+2 */
+    return vget_lane_f32(e, 0) + vget_lane_f32(e, 1);                         /* l += l+1 */
+}
+
+/* d is a multiple of 16, as in the scalar loop. */
+static inline float dot_rows(const float *q, const void *row, size_t d,
+                             float32x4_t (*load)(const void *, size_t))
+{
+    float32x4_t acc[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
+    for (size_t i = 0; i < d; i += 4 * LANES)
+        for (size_t k = 0; k < 4; k++)
+            acc[k] = vaddq_f32(acc[k], vmulq_f32(vld1q_f32(q + i + k * LANES), load(row, i + k * LANES)));
+    return fold_lanes(acc);
+}
+
+static float dot_f32_neon(const float *q, const void *row, size_t d)
+{
+    return dot_rows(q, row, d, load_f32);
+}
+
+static float dot_f16_neon(const float *q, const void *row, size_t d)
+{
+    return dot_rows(q, row, d, load_f16);
+}
+
+static float dot_bf16_neon(const float *q, const void *row, size_t d)
+{
+    return dot_rows(q, row, d, load_bf16);
+}
+
+/* y += a*row, the product rounded then added: bit-identical to the scalar loop.
+ * Returns how many elements it did (a multiple of 4); the caller does the rest. */
+static inline size_t axpy_rows(float *y, float a, const void *row, size_t d,
+                               float32x4_t (*load)(const void *, size_t))
+{
+    const float32x4_t va = vdupq_n_f32(a);
+    size_t i = 0;
+    for (; i + LANES <= d; i += LANES)
+        vst1q_f32(y + i, vaddq_f32(vld1q_f32(y + i), vmulq_f32(va, load(row, i))));
+    return i;
+}
+
+static void axpy_f32_neon(float *y, float a, const void *row, size_t d)
+{
+    size_t i = axpy_rows(y, a, row, d, load_f32);
+    if (i < d) /* not reached for head dimensions */
+        adamas_axpy_f32_scalar(y + i, a, (const float *)row + i, d - i);
+}
+
+static void axpy_f16_neon(float *y, float a, const void *row, size_t d)
+{
+    size_t i = axpy_rows(y, a, row, d, load_f16);
+    if (i < d)
+        adamas_axpy_f16_scalar(y + i, a, (const uint16_t *)row + i, d - i);
+}
+
+static void axpy_bf16_neon(float *y, float a, const void *row, size_t d)
+{
+    size_t i = axpy_rows(y, a, row, d, load_bf16);
+    if (i < d)
+        adamas_axpy_bf16_scalar(y + i, a, (const uint16_t *)row + i, d - i);
+}
+
+/* sum_i max(q_i*lo_i, q_i*hi_i).  vmaxq would differ from the scalar a > b ? a : b on
+ * signed zeros, so the comparison and select are written out. */
+static float page_score_neon(const float *q, const float *lo, const float *hi, size_t d)
+{
+    float32x4_t acc[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
+    for (size_t i = 0; i < d; i += 4 * LANES)
+        for (size_t k = 0; k < 4; k++) {
+            float32x4_t vq = vld1q_f32(q + i + k * LANES);
+            float32x4_t a = vmulq_f32(vq, vld1q_f32(lo + i + k * LANES));
+            float32x4_t b = vmulq_f32(vq, vld1q_f32(hi + i + k * LANES));
+            acc[k] = vaddq_f32(acc[k], vbslq_f32(vcgtq_f32(a, b), a, b));
+        }
+    return fold_lanes(acc);
+}
+
+/* ======================================================================== exp */
+
+static inline float32x4_t pow2i(int32x4_t k) /* 2^k for -126 <= k <= 127 */
+{
+    return vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(k, vdupq_n_s32(127)), 23));
+}
+
+/* The fallback exp of simd.h. */
+static inline float32x4_t exp_poly(float32x4_t x)
+{
+    x = vmaxq_f32(x, vdupq_n_f32(ADAMAS_EXP_MIN_ARG)); /* NEON max/min keep a NaN */
+    x = vminq_f32(x, vdupq_n_f32(ADAMAS_EXP_MAX_ARG));
+    float32x4_t n = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(ADAMAS_EXP_LOG2E)));
+    float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(ADAMAS_EXP_LN2_HI));
+    r = vfmsq_f32(r, n, vdupq_n_f32(ADAMAS_EXP_LN2_LO));
+    float32x4_t p = vdupq_n_f32(ADAMAS_EXP_P0);
+    p = vfmaq_f32(vdupq_n_f32(ADAMAS_EXP_P1), p, r);
+    p = vfmaq_f32(vdupq_n_f32(ADAMAS_EXP_P2), p, r);
+    p = vfmaq_f32(vdupq_n_f32(ADAMAS_EXP_P3), p, r);
+    p = vfmaq_f32(vdupq_n_f32(ADAMAS_EXP_P4), p, r);
+    p = vfmaq_f32(vdupq_n_f32(ADAMAS_EXP_P5), p, r);
+    p = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0f)), p, vmulq_f32(r, r));
+    /* n in [-150, 128]: two factors 2^(n/2) keep each normal, one rounding at the end */
+    int32x4_t k = vcvtq_s32_f32(n);
+    int32x4_t k1 = vshrq_n_s32(k, 1);
+    return vmulq_f32(vmulq_f32(p, pow2i(k1)), pow2i(vsubq_s32(k, k1)));
+}
+
+/* s[i] = exp(s[i] - max), 4 at a time, the tail through a buffer padded with -inf
+ * (exp: 0); the sum in 4 lanes (another order than the scalar loop: within a few
+ * ulp, all terms are positive). */
+static inline float exp_sum_with(float *s, size_t n, float max, float32x4_t (*vexp)(float32x4_t))
+{
+    const float32x4_t vmax = vdupq_n_f32(max);
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        float32x4_t e = vexp(vsubq_f32(vld1q_f32(s + i), vmax));
+        vst1q_f32(s + i, e);
+        acc = vaddq_f32(acc, e);
+    }
+    if (i < n) {
+        float tail[LANES] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+        memcpy(tail, s + i, (n - i) * sizeof *s);
+        float32x4_t e = vexp(vsubq_f32(vld1q_f32(tail), vmax));
+        vst1q_f32(tail, e);
+        memcpy(s + i, tail, (n - i) * sizeof *s);
+        acc = vaddq_f32(acc, e);
+    }
+    return vaddvq_f32(acc);
+}
+
+float adamas_exp_sum_neon_poly(float *s, size_t n, float max)
+{
+    return exp_sum_with(s, n, max, exp_poly);
+}
+
+#ifdef ADAMAS_HAVE_SLEEF
+static inline float32x4_t exp_sleef(float32x4_t x)
+{
+    return Sleef_expf4_u10advsimd(x);
+}
+
+static float exp_sum_neon(float *s, size_t n, float max)
+{
+    return exp_sum_with(s, n, max, exp_sleef);
+}
+#else
+#define exp_sum_neon adamas_exp_sum_neon_poly
+#endif
+
+/* ====================================================================== table */
+
+const adamas_kernels adamas_kernels_neon = {
+    .name = "neon",
+    .hadamard = hadamard_neon,
+    .encode = encode_neon,
+    .hadamard_encode = hadamard_encode_neon,
+    .scan = {scan_l1_neon, scan_xorw_neon},
+    .dot = {dot_f32_neon, dot_f16_neon, dot_bf16_neon},
+    .axpy = {axpy_f32_neon, axpy_f16_neon, axpy_bf16_neon},
+    .exp_sum = exp_sum_neon,
+    .page_score = page_score_neon,
+};

@@ -1,0 +1,59 @@
+/*
+ * simd.h - what the SIMD kernel files share, and the variants they choose between.
+ *
+ * Each simd/<isa>.c fills one kernel table (adamas_kernels_<isa>, see kernels.h).
+ * Where a table picks one of two implementations of an entry (AVX-512 scan: VPOPCNTQ
+ * or the vpshufb nibble table; exp_sum: SLEEF or the polynomial below), both are
+ * exported here under internal names, so that tests and benchmarks reach the variant
+ * this machine would not pick.  A variant exists only in builds that define the
+ * matching ADAMAS_HAVE_<ISA> (and ADAMAS_HAVE_SLEEF for the SLEEF ones).
+ */
+#ifndef ADAMAS_SIMD_H
+#define ADAMAS_SIMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels.h"
+
+/* ---------------------------------------------------------------- AVX-512 */
+
+/* 1 if this CPU has AVX512_VPOPCNTDQ: the table's scan then uses VPOPCNTQ. */
+int adamas_avx512_has_vpopcntdq(void);
+
+/* Distance scans with VPOPCNTQ (need AVX512_VPOPCNTDQ)... */
+void adamas_scan_l1_avx512_vpopcnt(const uint64_t *q, const uint64_t *codes, size_t words,
+                                   size_t n, uint16_t *dist, uint32_t *hist);
+void adamas_scan_xorw_avx512_vpopcnt(const uint64_t *q, const uint64_t *codes, size_t words,
+                                     size_t n, uint16_t *dist, uint32_t *hist);
+/* ...and with a vpshufb nibble-table popcount (AVX-512BW only). */
+void adamas_scan_l1_avx512_vpshufb(const uint64_t *q, const uint64_t *codes, size_t words,
+                                   size_t n, uint16_t *dist, uint32_t *hist);
+void adamas_scan_xorw_avx512_vpshufb(const uint64_t *q, const uint64_t *codes, size_t words,
+                                     size_t n, uint16_t *dist, uint32_t *hist);
+
+/* --------------------------------------------------------------- exp_sum */
+
+/* exp_sum with the project's own vector exp, the tables' choice when SLEEF is absent. */
+float adamas_exp_sum_avx512_poly(float *s, size_t n, float max);
+float adamas_exp_sum_avx2_poly(float *s, size_t n, float max);
+float adamas_exp_sum_neon_poly(float *s, size_t n, float max);
+
+/* The polynomial exp (Cephes expf, the same in every ISA file): with
+ * n = round(x*log2(e)) and r = x - n*ln2 (ln2 in two parts, so r is exact),
+ * exp(x) = 2^n * (1 + r + r^2*P(r)), P of degree 5; about 1 ulp on [-104, 88.7];
+ * x is clamped to that range first (exp(-104) already rounds to 0 in f32).
+ * 2^n is applied with n split in two halves so that subnormal results round once. */
+#define ADAMAS_EXP_MIN_ARG (-104.0f)
+#define ADAMAS_EXP_MAX_ARG 88.72283f
+#define ADAMAS_EXP_LOG2E 1.44269504088896341f
+#define ADAMAS_EXP_LN2_HI 0.693359375f
+#define ADAMAS_EXP_LN2_LO (-2.12194440e-4f)
+#define ADAMAS_EXP_P0 1.9875691500e-4f
+#define ADAMAS_EXP_P1 1.3981999507e-3f
+#define ADAMAS_EXP_P2 8.3334519073e-3f
+#define ADAMAS_EXP_P3 4.1665795894e-2f
+#define ADAMAS_EXP_P4 1.6666665459e-1f
+#define ADAMAS_EXP_P5 5.0000001201e-1f
+
+#endif
