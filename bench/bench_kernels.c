@@ -1,0 +1,293 @@
+/*
+ * bench_kernels.c - the kernel tables side by side: every ISA this machine runs,
+ * measured in one run, with the speed-up over scalar.
+ *
+ *   scan        ns per key: one query code against n key codes (L1, XORW; with and
+ *               without the select histogram), d = 64, 128, 256, n = 16384
+ *   had+enc     ns per vector: Hadamard transform + 2-bit encode, d = 64, 128, 256
+ *   dot, axpy   ns per row of d = 128, f32 and f16 rows
+ *
+ * Each figure is the median of REPS timed repetitions (the machine may be shared);
+ * each repetition runs the kernel over its whole buffer at least MIN_NS long.
+ * Usage: bench_kernels [reps]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../simd/simd.h"
+#include "adamas.h"
+#include "kernels.h"
+
+#define MIN_NS 20e6 /* per repetition */
+#define N_KEYS 16384
+#define N_VECTORS 512
+#define N_ROWS 4096
+#define ROW_DIM 128
+
+static int reps = 9;
+static volatile float sink_f;
+static volatile uint32_t sink_u;
+
+/* ----------------------------------------------------------------- tables */
+
+typedef struct {
+    const char *name;
+    adamas_kernels k;
+} variant;
+
+static size_t n_variants;
+static variant variants[8];
+
+static void add_variant(const char *name, const adamas_kernels *k)
+{
+    variants[n_variants].name = name;
+    variants[n_variants++].k = *k;
+}
+
+static void find_variants(void)
+{
+    add_variant("scalar", &adamas_kernels_scalar);
+    static const char *const names[] = {"avx2", "avx512", "neon"};
+    for (size_t i = 0; i < 3; i++) {
+        const adamas_kernels *k = adamas_kernels_by_name(names[i]);
+        if (!k)
+            continue;
+        add_variant(names[i], k);
+#ifdef ADAMAS_HAVE_AVX512
+        if (i == 1 && adamas_avx512_has_vpopcntdq()) {
+            /* the table uses VPOPCNTQ here: time the nibble-table scan too */
+            add_variant("avx512-vpshufb", k);
+            variants[n_variants - 1].k.scan[0] = adamas_scan_l1_avx512_vpshufb;
+            variants[n_variants - 1].k.scan[1] = adamas_scan_xorw_avx512_vpshufb;
+        }
+#endif
+    }
+}
+
+/* ---------------------------------------------------------------- timing */
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+typedef void (*body_fn)(const variant *v, void *ctx);
+
+/* Median over `reps` repetitions of the time of one call of body, divided by
+ * `items` (keys, vectors or rows it handles). */
+static double median_ns_per_item(const variant *v, body_fn body, void *ctx, double items)
+{
+    /* calls per repetition, from one warm-up call */
+    double t0 = now_ns();
+    body(v, ctx);
+    double once = now_ns() - t0;
+    long calls = once > 0 ? (long)(MIN_NS / once) + 1 : 1000;
+    double times[64];
+    for (int r = 0; r < reps; r++) {
+        t0 = now_ns();
+        for (long c = 0; c < calls; c++)
+            body(v, ctx);
+        times[r] = (now_ns() - t0) / (double)calls / items;
+    }
+    qsort(times, (size_t)reps, sizeof times[0], cmp_double);
+    return times[reps / 2];
+}
+
+/* ---------------------------------------------------------------- bodies */
+
+typedef struct {
+    size_t d, words;
+    int metric, with_hist;
+    uint64_t *q, *codes;
+    uint16_t *dist;
+    uint32_t *hist;
+} scan_ctx;
+
+static void scan_body(const variant *v, void *p)
+{
+    scan_ctx *c = p;
+    v->k.scan[c->metric](c->q, c->codes, c->words, N_KEYS, c->dist, c->with_hist ? c->hist : NULL);
+    sink_u = c->dist[N_KEYS / 2];
+}
+
+typedef struct {
+    size_t d;
+    float *x;
+    uint64_t *codes;
+} transform_ctx;
+
+static void transform_body(const variant *v, void *p)
+{
+    transform_ctx *c = p;
+    static const float th[3] = {-0.5f, 0.0f, 0.5f};
+    size_t words = adamas_code_words(c->d);
+    /* H is its own inverse: the vectors stay of unit scale however often this runs */
+    for (size_t i = 0; i < N_VECTORS; i++)
+        v->k.hadamard_encode(c->x + i * c->d, c->d, th, c->codes + i * words);
+}
+
+typedef struct {
+    int dtype;
+    float *q, *y;
+    void *rows;
+} row_ctx;
+
+static void dot_body(const variant *v, void *p)
+{
+    row_ctx *c = p;
+    size_t elem = c->dtype == ADAMAS_F32 ? 4 : 2;
+    float acc = 0.0f;
+    for (size_t r = 0; r < N_ROWS; r++)
+        acc += v->k.dot[c->dtype](c->q, (const char *)c->rows + r * ROW_DIM * elem, ROW_DIM);
+    sink_f = acc;
+}
+
+static void axpy_body(const variant *v, void *p)
+{
+    row_ctx *c = p;
+    size_t elem = c->dtype == ADAMAS_F32 ? 4 : 2;
+    for (size_t r = 0; r < N_ROWS; r++)
+        v->k.axpy[c->dtype](c->y, 1e-4f, (const char *)c->rows + r * ROW_DIM * elem, ROW_DIM);
+    sink_f = c->y[0];
+}
+
+/* ---------------------------------------------------------------- output */
+
+static void print_header(void)
+{
+    printf("%-26s", "kernel");
+    for (size_t i = 0; i < n_variants; i++)
+        printf(" %22s", variants[i].name);
+    printf("\n");
+}
+
+/* One table row: the figure of every variant, and its speed-up over scalar. */
+static void print_row(const char *label, const char *unit, body_fn body, void *ctx, double items)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s %s", label, unit);
+    printf("%-26s", name);
+    fflush(stdout);
+    double scalar = 0.0;
+    for (size_t i = 0; i < n_variants; i++) {
+        double ns = median_ns_per_item(&variants[i], body, ctx, items);
+        if (i == 0) {
+            scalar = ns;
+            printf(" %22.3f", ns);
+        } else {
+            char cell[32];
+            snprintf(cell, sizeof cell, "%.3f (%.1fx)", ns, scalar / ns);
+            printf(" %22s", cell);
+        }
+        fflush(stdout);
+    }
+    printf("\n");
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15u;
+
+static uint64_t rng_next(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static float rng_unit(void)
+{
+    return (float)((rng_next() >> 40) * 0x1p-24) * 2.0f - 1.0f;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1)
+        reps = atoi(argv[1]);
+    if (reps < 1 || reps > 64)
+        reps = 9;
+    find_variants();
+    printf("adamas kernels: median of %d repetitions; each cell: time (speed-up over scalar)\n", reps);
+    print_header();
+
+    /* the distance scan */
+    static const size_t scan_dims[] = {64, 128, 256};
+    for (size_t di = 0; di < 3; di++) {
+        scan_ctx c = {.d = scan_dims[di], .words = adamas_code_words(scan_dims[di])};
+        c.q = malloc(c.words * 8);
+        c.codes = aligned_alloc(64, N_KEYS * c.words * 8);
+        c.dist = malloc(N_KEYS * 2);
+        c.hist = calloc(3 * c.d + 1 + 96 * c.words, 4);
+        for (size_t w = 0; w < c.words; w++)
+            c.q[w] = rng_next();
+        for (size_t w = 0; w < N_KEYS * c.words; w++)
+            c.codes[w] = rng_next();
+        if (c.d < 64) /* keep unused bits clear, as real codes do */
+            for (size_t j = 0; j < N_KEYS; j++)
+                for (size_t w = 0; w < c.words; w++)
+                    c.codes[j * c.words + w] &= (1ull << c.d) - 1;
+        for (int metric = 0; metric < 2; metric++)
+            for (int h = 0; h < 2; h++) {
+                char label[48];
+                snprintf(label, sizeof label, "scan %s%s d=%zu", metric ? "xorw" : "l1",
+                         h ? "+hist" : "", c.d);
+                c.metric = metric;
+                c.with_hist = h;
+                print_row(label, "ns/key", scan_body, &c, N_KEYS);
+            }
+        free(c.q);
+        free(c.codes);
+        free(c.dist);
+        free(c.hist);
+    }
+
+    /* Hadamard + encode */
+    for (size_t di = 0; di < 3; di++) {
+        transform_ctx c = {.d = scan_dims[di]};
+        c.x = aligned_alloc(64, N_VECTORS * c.d * 4);
+        c.codes = malloc(N_VECTORS * adamas_code_words(c.d) * 8);
+        for (size_t i = 0; i < N_VECTORS * c.d; i++)
+            c.x[i] = rng_unit();
+        char label[48];
+        snprintf(label, sizeof label, "had+enc d=%zu", c.d);
+        print_row(label, "ns/vec", transform_body, &c, N_VECTORS);
+        free(c.x);
+        free(c.codes);
+    }
+
+    /* dot and axpy over rows of d = 128 */
+    for (int dtype = 0; dtype < 2; dtype++) {
+        row_ctx c = {.dtype = dtype};
+        c.q = aligned_alloc(64, ROW_DIM * 4);
+        c.y = aligned_alloc(64, ROW_DIM * 4);
+        c.rows = aligned_alloc(64, (size_t)N_ROWS * ROW_DIM * 4);
+        for (size_t i = 0; i < ROW_DIM; i++)
+            c.q[i] = rng_unit(), c.y[i] = 0.0f;
+        for (size_t i = 0; i < (size_t)N_ROWS * ROW_DIM; i++) {
+            float x = rng_unit();
+            if (dtype == ADAMAS_F32)
+                ((float *)c.rows)[i] = x;
+            else
+                ((uint16_t *)c.rows)[i] = adamas_f32_to_f16(x);
+        }
+        const char *dt = dtype == ADAMAS_F32 ? "f32" : "f16";
+        char label[48];
+        snprintf(label, sizeof label, "dot %s d=%d", dt, ROW_DIM);
+        print_row(label, "ns/row", dot_body, &c, N_ROWS);
+        snprintf(label, sizeof label, "axpy %s d=%d", dt, ROW_DIM);
+        print_row(label, "ns/row", axpy_body, &c, N_ROWS);
+        free(c.q);
+        free(c.y);
+        free(c.rows);
+    }
+    return 0;
+}
