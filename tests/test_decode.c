@@ -297,3 +297,31 @@ Test(decode, several_threads_decode_one_cache_at_once)
     free(q);
     pair_destroy(&pair);
 }
+
+Test(decode, long_contexts_span_several_scan_and_attention_chunks)
+{
+    /* Beyond 4096 candidates the scan is split in chunks whose histograms merge, and
+     * beyond 1024 attended tokens attention combines partial softmax sums: both must
+     * give the model's set (heavy ties across chunk edges included) and output. */
+    const uint32_t n = 4096 + 1024 + rng_below(4000);
+    for (int heavy_ties = 0; heavy_ties < 2; heavy_ties++) {
+        adamas_cache_config cfg = heavy_ties ? adamas_cache_config_default(4, 2, 16, n)
+                                             : random_config(4, 2, 32, n, ADAMAS_F16);
+        cache_pair pair;
+        pair_create(&pair, &cfg);
+        pair_append_random(&pair, n, 1.0f, 1.0f);
+        for (int s = 0; s <= ADAMAS_SELECT_QUEST; s++) {
+            adamas_decode_params p = adamas_decode_params_default((adamas_selector)s, 0);
+            p.page_size = 0;
+            p.sink = rng_below(8);
+            p.recent = 1 + rng_below(8);
+            p.rerank = s == ADAMAS_SELECT_ADAMAS ? rng_below(4) : 0;
+            /* sparse sets both below and above one attention chunk */
+            p.budget = (rng_below(2) ? 1100 + rng_below(2000) : 32 + rng_below(200));
+            float *q = random_query(&pair, 1.0f);
+            pair_check_decode(&pair, &p, q);
+            free(q);
+        }
+        pair_destroy(&pair);
+    }
+}
