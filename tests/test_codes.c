@@ -236,3 +236,28 @@ Test(codes, encoding_the_transform_of_a_key_matches_the_cache)
         adamas_cache_destroy(c);
     }
 }
+
+Test(codes, every_isa_encodes_per_the_definition)
+{
+    const char *isas[] = {"scalar", "avx2", "avx512", "neon"};
+    for (int k = 0; k < 4; k++) {
+        if (!adamas_isa_available(isas[k]))
+            continue;
+        expect(adamas_set_isa(isas[k]) == ADAMAS_OK, "%s: %s", isas[k], adamas_last_error());
+        FOR_EACH_HEAD_DIM(d)
+        {
+            float th[3], xh[ADAMAS_MAX_HEAD_DIM];
+            random_increasing(th);
+            for (size_t i = 0; i < d; i++)
+                xh[i] = rng_below(8) ? rng_uniform(th[0] - 1.0f, th[2] + 1.0f) : th[rng_below(3)];
+            uint8_t codes[ADAMAS_MAX_HEAD_DIM];
+            uint64_t got[MAX_WORDS], want[MAX_WORDS];
+            ref_bucketize(xh, d, th, codes);
+            ref_pack_planar(codes, d, want);
+            poison(got, sizeof got);
+            encode(xh, d, th, got);
+            expect(memcmp(got, want, adamas_code_words(d) * sizeof *got) == 0,
+                   "%s, d=%zu: code differs from the definition", isas[k], d);
+        }
+    }
+}

@@ -325,3 +325,29 @@ Test(decode, long_contexts_span_several_scan_and_attention_chunks)
         pair_destroy(&pair);
     }
 }
+
+Test(decode, every_isa_matches_the_model)
+{
+    /* ranking is bit-identical across ISAs: every kernel table selects the model's set */
+    const char *isas[] = {"scalar", "avx2", "avx512", "neon"};
+    uint32_t n = 300 + rng_below(300);
+    adamas_cache_config cfg = random_config(4, 2, 64, n, (adamas_dtype)rng_below(3));
+    cfg.metric = (adamas_metric)rng_below(2);
+    cache_pair pair;
+    pair_create(&pair, &cfg);
+    pair_append_random(&pair, n, 1.0f, 1.0f);
+    float *q = random_query(&pair, 1.0f);
+    for (int k = 0; k < 4; k++) {
+        if (!adamas_isa_available(isas[k]))
+            continue;
+        expect(adamas_set_isa(isas[k]) == ADAMAS_OK, "%s: %s", isas[k], adamas_last_error());
+        cr_log_info("isa %s", isas[k]);
+        for (int s = 0; s <= ADAMAS_SELECT_QUEST; s++) {
+            adamas_decode_params p = adamas_decode_params_default((adamas_selector)s, 40);
+            p.rerank = s == ADAMAS_SELECT_ADAMAS ? 3 : 0;
+            pair_check_decode(&pair, &p, q);
+        }
+    }
+    free(q);
+    pair_destroy(&pair);
+}

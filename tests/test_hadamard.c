@@ -159,3 +159,23 @@ Test(hadamard, preserves_the_norm)
                after, before);
     }
 }
+
+Test(hadamard, every_isa_is_bit_identical_to_the_f32_specification)
+{
+    const char *isas[] = {"scalar", "avx2", "avx512", "neon"};
+    for (int k = 0; k < 4; k++) {
+        if (!adamas_isa_available(isas[k]))
+            continue;
+        expect(adamas_set_isa(isas[k]) == ADAMAS_OK, "%s: %s", isas[k], adamas_last_error());
+        FOR_EACH_HEAD_DIM(d)
+        {
+            float x[ADAMAS_MAX_HEAD_DIM], want[ADAMAS_MAX_HEAD_DIM];
+            rng_fill_normal(x, d, ldexpf(1.0f, (int)rng_below(40) - 20));
+            memcpy(want, x, d * sizeof *x);
+            ref_hadamard(want, d);
+            transform(x, d);
+            expect(memcmp(x, want, d * sizeof *x) == 0, "%s, d=%zu: differs from the spec",
+                   isas[k], d);
+        }
+    }
+}
