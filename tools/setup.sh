@@ -45,7 +45,7 @@ as_root() {
 
 # --------------------------------------------------------------- packages
 packages=(gcc libc6-dev pkg-config ninja-build python3 python3-venv ca-certificates
-          libopenblas-dev libsleef-dev)
+          libopenblas-dev libsleef-dev libcjson-dev)
 if [ "$mode" = test ]; then
     packages+=(libcriterion-dev)
 fi
