@@ -69,8 +69,9 @@ Test(cache, codes_come_from_the_given_keys_and_the_rest_from_the_stored_ones)
         pair_append_random(&pair, n, 1.0f, 1.0f);
         pair_check_codes(&pair);
 
-        if (dtype != ADAMAS_F32) {
-            /* the check above tells the two apart: encoding the stored keys differs */
+        if (dtype == ADAMAS_BF16) {
+            /* the check above tells the two apart: encoding the stored keys differs (for
+             * bf16 in dozens of places; f16 rounds too finely to be sure of one) */
             uint32_t moved = 0;
             uint8_t code[64];
             for (uint32_t t = 0; t < n; t++)
