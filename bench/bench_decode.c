@@ -65,10 +65,26 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* CPU time of every thread of the process: with the wall time it tells how long the
+ * threads were off the CPU (a shared machine). */
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
+}
+
+/* Median of v[n] (n >= 1); v is sorted in place. */
+static double median(double *v, size_t n)
+{
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 /* One-minute load average, or -1 where /proc/loadavg is missing. */
@@ -792,7 +808,8 @@ typedef struct {
     adamas_dtype dtype;
     adamas_decode_params p; /* ROW_DECODE */
     uint32_t budget;        /* 0: dense or scan */
-    double times[MAX_REPS];
+    double times[MAX_REPS]; /* wall seconds per step                               */
+    double cpu[MAX_REPS];   /* CPU seconds per step and thread                      */
     double bytes, mass, err; /* mass < 0: not applicable */
 } row;
 
@@ -978,18 +995,23 @@ static uint32_t make_rows(const options *o, const bench_case *bc, row *rows)
     return n;
 }
 
-static double median_ms(row *r, uint32_t reps, double *min_ms, double *max_ms)
+static double median_ms(row *r, uint32_t reps, double *min_ms, double *max_ms, double *cpu_ms)
 {
     double t[MAX_REPS];
+    memcpy(t, r->cpu, reps * sizeof *t);
+    *cpu_ms = 1e3 * median(t, reps);
     memcpy(t, r->times, reps * sizeof *t);
-    qsort(t, reps, sizeof *t, cmp_double);
+    double ms = 1e3 * median(t, reps);
     *min_ms = 1e3 * t[0];
     *max_ms = 1e3 * t[reps - 1];
-    return 1e3 * (reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]));
+    return ms;
 }
 
-/* Measure every row of one (shape, context, threads) block and print it. */
-static int run_block(const options *o, bench_case *bc, int threads, double bw,
+/* Measure every row of one (shape, context, threads) block and print it.  The
+ * bandwidth a row is compared with is the median read bandwidth of the evictions
+ * that ran between its steps (the same threads, at the same time), or the probe's
+ * with --warm. */
+static int run_block(const options *o, bench_case *bc, int threads, double probe_bw,
                      const evictor *ev)
 {
     row rows[MAX_ROWS];
@@ -1001,26 +1023,34 @@ static int run_block(const options *o, bench_case *bc, int threads, double bw,
     for (uint32_t i = 0; i < n_rows; i++) /* warm-up, and what each row reads and selects */
         if (score_row(bc, &rows[i], threads))
             return -1;
+    double ev_gbps[MAX_REPS * MAX_ROWS];
+    uint32_t n_ev = 0;
     for (uint32_t rep = 0; rep < o->reps; rep++)
         for (uint32_t i = 0; i < n_rows; i++) {
-            if (!o->warm)
+            if (!o->warm) {
+                double t0 = now_seconds();
                 evict(ev, threads);
-            double t0 = now_seconds();
+                ev_gbps[n_ev++] = (double)ev->words * 8.0 / (now_seconds() - t0) / 1e9;
+            }
+            double t0 = now_seconds(), c0 = cpu_seconds();
             if (run_once(bc, &rows[i], threads, NULL))
                 return -1;
             rows[i].times[rep] = now_seconds() - t0;
+            rows[i].cpu[rep] = (cpu_seconds() - c0) / threads;
         }
     const double load1 = load_average();
+    const double bw = n_ev ? median(ev_gbps, n_ev) : probe_bw;
 
-    printf("\n%u/%u heads, d=%u, %u tokens, %d thread%s (load %.2f -> %.2f, bandwidth %.1f GB/s)\n",
+    printf("\n%u/%u heads, d=%u, %u tokens, %d thread%s: load %.2f -> %.2f, read bandwidth "
+           "%.1f GB/s (%s)\n",
            bc->sh.heads, bc->sh.kv_heads, bc->sh.dim, bc->n, threads, threads > 1 ? "s" : "",
-           load0, load1, bw);
-    printf("%-16s %5s %6s %10s %10s %8s %6s %9s %8s %10s\n", "selector", "kv", "budget",
-           "ms/step", "MB/step", "GB/s", "%bw", "vs dense", "mass", "out err");
+           load0, load1, bw, n_ev ? "median of the evictions between steps" : "probe");
+    printf("%-16s %5s %6s %10s %8s %10s %8s %6s %9s %8s %10s\n", "selector", "kv", "budget",
+           "ms/step", "cpu ms", "MB/step", "GB/s", "%bw", "vs dense", "mass", "out err");
     double dense_ms[3] = {0.0, 0.0, 0.0}; /* library FULL per dtype */
     for (uint32_t i = 0; i < n_rows; i++) {
         row *r = &rows[i];
-        double lo, hi, ms = median_ms(r, o->reps, &lo, &hi);
+        double lo, hi, cpu_ms, ms = median_ms(r, o->reps, &lo, &hi, &cpu_ms);
         if (r->kind == ROW_DECODE && r->p.selector == ADAMAS_SELECT_FULL)
             dense_ms[r->dtype] = ms;
         double gbps = r->bytes / (ms * 1e-3) / 1e9, pct = 100.0 * gbps / bw;
@@ -1029,17 +1059,20 @@ static int run_block(const options *o, bench_case *bc, int threads, double bw,
         snprintf(budget, sizeof budget, r->budget ? "%u" : "-", r->budget);
         snprintf(mass, sizeof mass, r->mass >= 0.0 ? "%.4f" : "-", r->mass);
         snprintf(err, sizeof err, r->err >= 0.0 ? "%.2e" : "-", r->err);
-        printf("%-16s %5s %6s %10.3f %10.1f %8.1f %5.0f%% %8.1fx %8s %10s\n", r->name,
-               dtype_name(r->dtype), budget, ms, r->bytes / 1e6, gbps, pct, vs, mass, err);
+        printf("%-16s %5s %6s %10.3f %8.3g %10.1f %8.1f %5.0f%% %8.1fx %8s %10s\n", r->name,
+               dtype_name(r->dtype), budget, ms, cpu_ms, r->bytes / 1e6, gbps, pct, vs, mass,
+               err);
         json_line("\"kind\":\"decode\",\"heads\":%u,\"kv_heads\":%u,\"dim\":%u,\"context\":%u,"
                   "\"threads\":%d,\"selector\":\"%s\",\"dtype\":\"%s\",\"budget\":%u,"
-                  "\"rerank\":%u,\"ms\":%.6g,\"ms_min\":%.6g,\"ms_max\":%.6g,\"reps\":%u,"
-                  "\"bytes\":%.0f,\"gbps\":%.4g,\"bw_gbps\":%.4g,\"bw_pct\":%.4g,"
+                  "\"rerank\":%u,\"ms\":%.6g,\"ms_min\":%.6g,\"ms_max\":%.6g,\"cpu_ms\":%.6g,"
+                  "\"reps\":%u,\"bytes\":%.0f,\"gbps\":%.4g,\"bw_gbps\":%.4g,"
+                  "\"probe_gbps\":%.4g,\"bw_pct\":%.4g,"
                   "\"dense_ms\":%.6g,\"vs_dense\":%.4g,\"mass\":%s,\"out_err\":%s,"
                   "\"cache\":\"%s\",\"load\":%.2f",
                   bc->sh.heads, bc->sh.kv_heads, bc->sh.dim, bc->n, threads, r->name,
                   dtype_name(r->dtype), r->budget, r->kind == ROW_DECODE ? r->p.rerank : 0, ms,
-                  lo, hi, o->reps, r->bytes, gbps, bw, pct, dense_ms[r->dtype], vs,
+                  lo, hi, cpu_ms, o->reps, r->bytes, gbps, bw, probe_bw, pct, dense_ms[r->dtype],
+                  vs,
                   r->mass >= 0.0 ? mass : "null", r->err >= 0.0 ? err : "null",
                   o->warm ? "warm" : "cold", 0.5 * (load0 + load1));
         result res = {.sh = bc->sh, .n = bc->n, .threads = threads, .dtype = r->dtype,

@@ -118,6 +118,11 @@ def ms(r):
     return f"{v:.3g}" if v < 100 else f"{v:.0f}"
 
 
+def cpu_ms(r):
+    v = r.get("cpu_ms")
+    return "" if v is None else (f"{v:.3g}" if v < 100 else f"{v:.0f}")
+
+
 def dense_cell(r):
     return f"{ms(r)} ms, {r['bw_pct']:.0f}%" if r else ""
 
@@ -134,14 +139,14 @@ def table(path, long):
           f"{run.get('kernels', '?')}, OpenBLAS {run.get('openblas', '?')}, "
           f"{run.get('cache', '?')} caches; memory read bandwidth: {bw}.\n")
     if long:
-        print("| shape | threads | context | selector | KV | budget | ms/step | MB/step | GB/s "
-              "| % bw | vs dense | mass |")
-        print("|---|--:|--:|---|---|--:|--:|--:|--:|--:|--:|--:|")
+        print("| shape | threads | context | selector | KV | budget | ms/step | cpu ms | MB/step "
+              "| GB/s | % bw | vs dense | mass |")
+        print("|---|--:|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
         for r in rows:
             mass = "" if r["mass"] is None else f"{r['mass']:.4f}"
             print(f"| {r['heads']}/{r['kv_heads']} | {r['threads']} | "
                   f"{context_name(r['context'])} | {r['selector']} | {r['dtype']} | "
-                  f"{r['budget'] or '-'} | {ms(r)} | {r['bytes'] / 1e6:.1f} | "
+                  f"{r['budget'] or '-'} | {ms(r)} | {cpu_ms(r)} | {r['bytes'] / 1e6:.1f} | "
                   f"{r['gbps']:.1f} | {r['bw_pct']:.0f}% | {r['vs_dense']:.1f}x | {mass} |")
         return
 
