@@ -66,9 +66,14 @@ ADAMAS_API const char *adamas_last_error(void);
 #define ADAMAS_MIN_HEAD_DIM 16
 #define ADAMAS_MAX_HEAD_DIM 1024
 
+/* Largest magnitude accepted in any vector (keys, values, queries, inputs of the
+ * kernels): beyond it the f32 sums of the transform and of q.k could overflow. */
+#define ADAMAS_MAX_MAGNITUDE 1.0e12f
+
 /* In-place orthonormal Hadamard transform of x[d] (Sylvester order, stages
  * h = 1, 2, ..., d/2, then a multiplication by (float)(1/sqrt(d))).  Bit-identical
- * on every ISA.  EINVAL: x NULL, d invalid, or a non-finite element (x unchanged). */
+ * on every ISA.  EINVAL: x NULL, d invalid, or an element not finite or beyond
+ * ADAMAS_MAX_MAGNITUDE (x unchanged). */
 ADAMAS_API int adamas_hadamard_f32(float *x, size_t d);
 
 /* Number of uint64 words of one planar 2-bit code of dimension d: 2*ceil(d/64). */
@@ -78,7 +83,8 @@ ADAMAS_API size_t adamas_code_words(size_t d);
  * code(x) = (x > t0) + (x > t1) + (x > t2).  For dimension i, word 2*(i/64) holds
  * the low bit and word 2*(i/64)+1 the high bit at bit i%64; unused bits are 0.
  * code: [adamas_code_words(d)].  EINVAL: NULL pointer, d invalid, thresholds not
- * finite and strictly increasing, or a non-finite element of xh. */
+ * finite and strictly increasing, or an element of xh not finite or beyond
+ * ADAMAS_MAX_MAGNITUDE. */
 ADAMAS_API int adamas_encode_2bit(const float *xh, size_t d, const float th[3],
                                   uint64_t *code);
 
@@ -109,8 +115,8 @@ ADAMAS_API uint32_t adamas_xorw_distance(const uint64_t *a, const uint64_t *b, s
 
 /* Indices of the k smallest of dist[n], ties broken toward the larger index,
  * written ascending to idx[k].  Histogram (radix) selection; identical output to
- * a heap or a full sort with the same tie rule.  EINVAL: NULL pointer (with k > 0),
- * k > n, or n >= UINT32_MAX. */
+ * a heap or a full sort with the same tie rule.  k == 0 is a no-op.  EINVAL: NULL
+ * pointer, k > n, or n >= UINT32_MAX. */
 ADAMAS_API int adamas_topk_smallest(const uint16_t *dist, size_t n, size_t k, uint32_t *idx);
 
 /* ---------------------------------------------------------------------------
@@ -127,7 +133,7 @@ ADAMAS_API int adamas_set_isa(const char *name);
  * call has yet; "none" when ADAMAS_ISA names an ISA that cannot run here. */
 ADAMAS_API const char *adamas_isa_name(void);
 
-/* 1 if this build and this CPU can run the named ISA, else 0. */
+/* 1 if this build and this CPU can run the named ISA ("auto" always), else 0. */
 ADAMAS_API int adamas_isa_available(const char *name);
 
 /* ---------------------------------------------------------------------------
@@ -188,21 +194,23 @@ ADAMAS_API adamas_decode_params adamas_decode_params_default(adamas_selector sel
                                                              uint32_t budget);
 
 /* Allocate an empty cache for cfg->max_tokens tokens; *out is set only on success.
- * EINVAL: a field out of its domain (the message names it); ENOMEM; ENOTSUP when
- * ADAMAS_ISA names an ISA that cannot run here. */
+ * EINVAL: a field out of its domain (the message names it), or ADAMAS_ISA /
+ * ADAMAS_BACKEND holding an unknown name; ENOMEM: the buffers cannot be allocated or
+ * their size overflows size_t; ENOTSUP: ADAMAS_ISA / ADAMAS_BACKEND names an ISA or
+ * backend that cannot run here. */
 ADAMAS_API int adamas_cache_create(const adamas_cache_config *cfg, adamas_cache **out);
 
 /* Free a cache; NULL is ignored. */
 ADAMAS_API void adamas_cache_destroy(adamas_cache *c);
 
-/* The configuration the cache was created with. */
+/* The configuration the cache was created with (all zero for NULL). */
 ADAMAS_API adamas_cache_config adamas_cache_get_config(const adamas_cache *c);
 
 /* Append n tokens.  k, v: [n][n_kv_heads][head_dim] f32.  Keys are encoded from
  * the f32 values given; keys and values are stored rounded to kv_dtype.
- * All or nothing: EINVAL (NULL pointer, a NaN/Inf element, or a value beyond the
- * storage dtype's range) or ECAPACITY (len + n > max_tokens) leave the cache as it
- * was.  n == 0 is a no-op. */
+ * All or nothing: EINVAL (NULL pointer, a NaN/Inf element, one beyond
+ * ADAMAS_MAX_MAGNITUDE or beyond the storage dtype's range) or ECAPACITY
+ * (len + n > max_tokens) leave the cache as it was.  n == 0 is a no-op. */
 ADAMAS_API int adamas_cache_append(adamas_cache *c, const float *k, const float *v, uint32_t n);
 
 /* Number of tokens stored; 0 for NULL. */
@@ -213,8 +221,10 @@ ADAMAS_API uint32_t adamas_cache_len(const adamas_cache *c);
  * keys, and the stored keys are re-encoded with them; queries switch to per-step
  * thresholds {-tau*r, 0, tau*r} with r the RMS of the transformed query.  Later
  * appends encode with the calibrated key thresholds.  tau 0.6745 gives equal bucket
- * occupancy for Gaussian data.  EINVAL: tau not finite and > 0, an empty cache, or a
- * head whose keys are all zero (nothing changes). */
+ * occupancy for Gaussian data.  A query whose transform is all zero gets the
+ * thresholds {-0, 0, 0}: every code 0.  EINVAL: tau not finite and > 0, an empty
+ * cache, or a head whose thresholds would be zero or overflow (all-zero keys, tau too
+ * small or too large); nothing changes. */
 ADAMAS_API int adamas_cache_calibrate(adamas_cache *c, float tau);
 
 /* Key thresholds in use for kv head g (after calibration they differ per head). */
@@ -229,7 +239,8 @@ ADAMAS_API int adamas_cache_code(const adamas_cache *c, uint32_t kv_head, uint32
  * attended token indices ascending, unused slots UINT32_MAX; not written for FULL.
  * Query head h reads kv head h / (n_heads / n_kv_heads).  With n tokens cached:
  * n <= budget attends to all; otherwise the selector picks `budget` tokens.
- * EINVAL: NULL pointer, empty cache, non-finite query, unknown selector, a budget not
+ * EINVAL: NULL pointer, empty cache, a query element not finite or beyond
+ * ADAMAS_MAX_MAGNITUDE, unknown selector, a budget not
  * larger than the forced set (n > budget), page_size differing from the cache's.
  * The cache is only read: several threads may decode from one cache at once. */
 ADAMAS_API int adamas_decode(const adamas_cache *c, const adamas_decode_params *p,
@@ -288,7 +299,7 @@ ADAMAS_API const char *adamas_cache_backend(const adamas_cache *c);
 /* Code distance of query head `head` (q: [head_dim]) to every cached token, exactly as a
  * decode step computes it (same metric, thresholds, calibration), on the cache's
  * backend.  dist: [adamas_cache_len(c)].  EINVAL: NULL pointer, head out of range,
- * empty cache, non-finite q. */
+ * empty cache, q not finite or beyond ADAMAS_MAX_MAGNITUDE. */
 ADAMAS_API int adamas_cache_distances(const adamas_cache *c, const float *q, uint32_t head,
                                       uint16_t *dist);
 

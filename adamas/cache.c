@@ -188,10 +188,11 @@ uint32_t adamas_cache_len(const adamas_cache *c)
 
 /* ---------------------------------------------------------------- appending */
 
-/* x is finite and stays finite once rounded to the storage dtype. */
+/* x is within ADAMAS_MAX_MAGNITUDE and stays finite once rounded to the storage
+ * dtype. */
 static bool storable(float x, adamas_dtype t)
 {
-    if (!isfinite(x))
+    if (!(fabsf(x) <= ADAMAS_MAX_MAGNITUDE))
         return false;
     if (t == ADAMAS_F16)
         return fabsf(x) < 65520.0f; /* 65520 and beyond round to infinity */
@@ -232,8 +233,9 @@ static int check_rows(const float *x, const char *name, uint32_t n, const adamas
             size_t t = i / per_token, g = i % per_token / c->cfg.head_dim, e = i % c->cfg.head_dim;
             return adamas_fail(ADAMAS_EINVAL, "adamas_cache_append: %s[%zu][%zu][%zu] = %g %s", name,
                                t, g, e, (double)x[i],
-                               isfinite(x[i]) ? "is beyond the range of the storage dtype"
-                                              : "is not finite");
+                               adamas_first_bad_value(&x[i], 1) == 0
+                                   ? adamas_bad_value_reason(x[i])
+                                   : "is beyond the range of the storage dtype");
         }
     return ADAMAS_OK;
 }

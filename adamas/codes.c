@@ -58,9 +58,10 @@ int adamas_encode_2bit(const float *xh, size_t d, const float th[3], uint64_t *c
                            "adamas_encode_2bit: thresholds {%g, %g, %g} are not finite and "
                            "strictly increasing",
                            (double)th[0], (double)th[1], (double)th[2]);
-    size_t bad = adamas_first_nonfinite(xh, d);
+    size_t bad = adamas_first_bad_value(xh, d);
     if (bad < d)
-        return adamas_fail(ADAMAS_EINVAL, "adamas_encode_2bit: xh[%zu] is not finite", bad);
+        return adamas_fail(ADAMAS_EINVAL, "adamas_encode_2bit: xh[%zu] = %g %s", bad,
+                           (double)xh[bad], adamas_bad_value_reason(xh[bad]));
     const adamas_kernels *k;
     int st = adamas_kernels_get(&k);
     if (st)

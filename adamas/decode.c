@@ -41,10 +41,10 @@ static int prepare_step(const adamas_cache *c, const adamas_decode_params *p, co
     if ((unsigned)p->selector > ADAMAS_SELECT_QUEST)
         return adamas_fail(ADAMAS_EINVAL, "%s: selector = %d is unknown", fn, (int)p->selector);
     size_t n_q = (size_t)c->cfg.n_heads * c->cfg.head_dim;
-    size_t bad = adamas_first_nonfinite(q, n_q);
+    size_t bad = adamas_first_bad_value(q, n_q);
     if (bad < n_q)
-        return adamas_fail(ADAMAS_EINVAL, "%s: q[%zu][%zu] is not finite", fn,
-                           bad / c->cfg.head_dim, bad % c->cfg.head_dim);
+        return adamas_fail(ADAMAS_EINVAL, "%s: q[%zu][%zu] = %g %s", fn, bad / c->cfg.head_dim,
+                           bad % c->cfg.head_dim, (double)q[bad], adamas_bad_value_reason(q[bad]));
     if (p->selector == ADAMAS_SELECT_QUEST && p->page_size != 0 &&
         p->page_size != c->cfg.page_size)
         return adamas_fail(ADAMAS_EINVAL,
@@ -197,6 +197,24 @@ static void attend_sparse_head(const decode_step *s, adamas_workspace *ws, const
     }
 }
 
+/* Bytes a step reads from the cache. */
+static size_t step_bytes(const decode_step *s)
+{
+    const adamas_cache *c = s->cache;
+    const size_t row = (size_t)c->cfg.head_dim * c->elem_size;
+    if (s->dense)
+        return (size_t)s->n * c->cfg.n_kv_heads * 2 * row;
+    size_t bytes = (size_t)s->budget * c->cfg.n_heads * 2 * row;
+    if (s->selector == ADAMAS_SELECT_ADAMAS)
+        bytes += (size_t)s->n_cand * c->cfg.n_kv_heads * c->code_words * sizeof(uint64_t);
+    if (s->selector == ADAMAS_SELECT_ORACLE)
+        bytes += (size_t)s->n_cand * c->cfg.n_heads * row;
+    return bytes;
+}
+
+/* Below this many bytes read, starting threads costs more than it saves. */
+#define PARALLEL_MIN_BYTES (256u << 10)
+
 /* The phases of decode.h.  Few barriers: on a busy machine every barrier can wait for
  * a descheduled thread. */
 static void run_step(const decode_step *s, adamas_workspace *ws, const float *q, float *out,
@@ -214,9 +232,11 @@ static void run_step(const decode_step *s, adamas_workspace *ws, const float *q,
             float qh[ADAMAS_MAX_HEAD_DIM];
             adamas_encode_query(s, q + h * d, qh, ws->qcode + (size_t)h * ws->cap_words);
         }
+    const bool parallel = threads > 1 && step_bytes(s) >= PARALLEL_MIN_BYTES;
     (void)threads;
+    (void)parallel;
 
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads) if (parallel)
     {
         if (s->dense) {
 #pragma omp for schedule(dynamic)
@@ -304,9 +324,10 @@ int adamas_cache_distances(const adamas_cache *c, const float *q, uint32_t head,
                            c->cfg.n_heads);
     if (c->len == 0)
         return adamas_fail(ADAMAS_EINVAL, "%s: the cache is empty", fn);
-    size_t bad = adamas_first_nonfinite(q, c->cfg.head_dim);
+    size_t bad = adamas_first_bad_value(q, c->cfg.head_dim);
     if (bad < c->cfg.head_dim)
-        return adamas_fail(ADAMAS_EINVAL, "%s: q[%zu] is not finite", fn, bad);
+        return adamas_fail(ADAMAS_EINVAL, "%s: q[%zu] = %g %s", fn, bad, (double)q[bad],
+                           adamas_bad_value_reason(q[bad]));
     decode_step s = {.cache = c, .selector = ADAMAS_SELECT_ADAMAS, .n = c->len};
     int st = adamas_kernels_get(&s.kern);
     if (st)

@@ -155,5 +155,5 @@ const char *adamas_isa_name(void)
 
 int adamas_isa_available(const char *name)
 {
-    return adamas_kernels_by_name(name) != NULL;
+    return (name && strcmp(name, "auto") == 0) || adamas_kernels_by_name(name) != NULL;
 }

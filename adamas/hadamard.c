@@ -31,9 +31,10 @@ int adamas_hadamard_f32(float *x, size_t d)
         return adamas_fail(ADAMAS_EINVAL,
                            "adamas_hadamard_f32: d = %zu is not a power of two in [%d, %d]", d,
                            ADAMAS_MIN_HEAD_DIM, ADAMAS_MAX_HEAD_DIM);
-    size_t bad = adamas_first_nonfinite(x, d);
+    size_t bad = adamas_first_bad_value(x, d);
     if (bad < d)
-        return adamas_fail(ADAMAS_EINVAL, "adamas_hadamard_f32: x[%zu] is not finite", bad);
+        return adamas_fail(ADAMAS_EINVAL, "adamas_hadamard_f32: x[%zu] = %g %s", bad,
+                           (double)x[bad], adamas_bad_value_reason(x[bad]));
     const adamas_kernels *k;
     int st = adamas_kernels_get(&k);
     if (st)

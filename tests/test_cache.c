@@ -193,29 +193,37 @@ Test(cache, a_full_cache_decodes_and_keeps_its_tokens)
     pair_destroy(&pair);
 }
 
-Test(cache, largest_storable_values_are_accepted)
+Test(cache, largest_storable_values_are_accepted_and_larger_ones_refused)
 {
-    /* 65504 is the largest f16; FLT_MAX rounds within bf16 range only below 0x7f7f8000 */
-    const float f16_max = 65504.0f, bf16_edge = nextafterf(0x1.fefp127f, 0.0f) ;
+    rng_seed_from_env();
+    /* f16 tops out at 65504 (65520 rounds to infinity); bf16 and f32 reach beyond the
+     * library's magnitude limit, which then bounds them */
+    const float limit = ADAMAS_MAX_MAGNITUDE;
     const struct {
         adamas_dtype dtype;
-        float value;
-    } cases[] = {{ADAMAS_F16, f16_max},
-                 {ADAMAS_F16, nextafterf(65520.0f, 0.0f)},
-                 {ADAMAS_BF16, 0x1.fep127f},
-                 {ADAMAS_BF16, bf16_edge},
-                 {ADAMAS_F32, 3e38f}};
+        float largest, refused;
+    } cases[] = {{ADAMAS_F16, 65504.0f, 65520.0f},
+                 {ADAMAS_F16, nextafterf(65520.0f, 0.0f), 65520.0f},
+                 {ADAMAS_BF16, limit, nextafterf(limit, INFINITY)},
+                 {ADAMAS_F32, limit, nextafterf(limit, INFINITY)},
+                 {ADAMAS_F32, limit, 3e38f}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         adamas_cache_config cfg = adamas_cache_config_default(1, 1, 16, 4);
         cfg.kv_dtype = cases[i].dtype;
         adamas_cache *c;
         expect(adamas_cache_create(&cfg, &c) == ADAMAS_OK, "%s", adamas_last_error());
         float k[16] = {0}, v[16] = {0};
-        v[rng_below(16)] = rng_below(2) ? cases[i].value : -cases[i].value;
-        k[rng_below(16)] = 1.0f;
+        float sign = rng_below(2) ? 1.0f : -1.0f;
+        float *target = rng_below(2) ? v : k;
+        size_t at = rng_below(16);
+        target[at] = sign * cases[i].largest;
         int st = adamas_cache_append(c, k, v, 1);
         expect(st == ADAMAS_OK, "dtype %d, value %a: %s", (int)cases[i].dtype,
-               (double)cases[i].value, adamas_last_error());
+               (double)target[at], adamas_last_error());
+        target[at] = sign * cases[i].refused;
+        st = adamas_cache_append(c, k, v, 1);
+        expect(st == ADAMAS_EINVAL, "dtype %d, value %a accepted", (int)cases[i].dtype,
+               (double)target[at]);
         expect(adamas_cache_len(c) == 1, "length %u", adamas_cache_len(c));
         adamas_cache_destroy(c);
     }

@@ -1035,3 +1035,51 @@ Test(errors, an_unknown_backend_in_the_environment_fails_cache_creation_until_fi
     expect(strcmp(adamas_cache_backend(c), "cpu") == 0, "backend %s", adamas_cache_backend(c));
     adamas_cache_destroy(c);
 }
+
+/* A magnitude just beyond ADAMAS_MAX_MAGNITUDE, either sign. */
+static float too_large(void)
+{
+    float x = nextafterf(ADAMAS_MAX_MAGNITUDE, INFINITY) * (1.0f + rng_uniform(0.0f, 1e6f));
+    return rng_below(2) ? x : -x;
+}
+
+Test(errors, values_beyond_the_magnitude_limit_are_refused_everywhere)
+{
+    float x[64];
+    rng_fill_normal(x, 64, 1.0f);
+    size_t at = rng_below(64);
+    x[at] = too_large();
+    float before[64];
+    memcpy(before, x, sizeof x);
+    forget_message("adamas_hadamard_f32");
+    expect_failure(adamas_hadamard_f32(x, 64), ADAMAS_EINVAL, "ADAMAS_MAX_MAGNITUDE", "hadamard");
+    expect(memcmp(x, before, sizeof x) == 0, "hadamard changed x");
+
+    const float th[3] = {-1.0f, 0.0f, 1.0f};
+    uint64_t code[2];
+    poison(code, sizeof code);
+    forget_message("adamas_encode_2bit");
+    expect_failure(adamas_encode_2bit(x, 64, th, code), ADAMAS_EINVAL, "ADAMAS_MAX_MAGNITUDE",
+                   "encode");
+    expect(untouched(code, sizeof code), "encode wrote its output");
+
+    adamas_cache *c = make_cache((adamas_dtype)(1 + rng_below(2)), 1 + rng_below(60));
+    adamas_decode_params p = adamas_decode_params_default((adamas_selector)rng_below(5), 8);
+    p.page_size = 0;
+    float q[N_HEADS * D];
+    memcpy(q, probe_query, sizeof q);
+    q[rng_below(N_HEADS * D)] = too_large();
+    expect_decode_rejected(c, &p, q, "q", "query beyond the limit");
+    adamas_cache_destroy(c);
+
+    adamas_cache_config cfg = adamas_cache_config_default(1, 1, 16, 4);
+    cfg.kv_dtype = rng_below(2) ? ADAMAS_F32 : ADAMAS_BF16; /* both reach past the limit */
+    expect(adamas_cache_create(&cfg, &c) == ADAMAS_OK, "%s", adamas_last_error());
+    float k[16] = {0}, v[16] = {0};
+    (rng_below(2) ? k : v)[rng_below(16)] = too_large();
+    forget_message("adamas_cache_append");
+    expect_failure(adamas_cache_append(c, k, v, 1), ADAMAS_EINVAL, "ADAMAS_MAX_MAGNITUDE",
+                   "append");
+    expect(adamas_cache_len(c) == 0, "append stored a token");
+    adamas_cache_destroy(c);
+}

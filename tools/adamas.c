@@ -84,7 +84,7 @@ static int parse_demo_options(int argc, char **argv, demo_options *o)
     *o = (demo_options){.tokens = 32768, .heads = 32, .kv_heads = 0, .dim = 128,
                         .dtype = ADAMAS_F16, .budgets = {64, 128, 256}, .n_budgets = 3,
                         .reps = 3, .seed = 1};
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes one value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             demo_usage(stdout);
@@ -135,7 +135,6 @@ static int parse_demo_options(int argc, char **argv, demo_options *o)
             fprintf(stderr, "adamas demo: bad value \"%s\" for %s (see --help)\n", v, a);
             return -1;
         }
-        i++;
     }
     if (o->kv_heads == 0)
         o->kv_heads = o->heads;
