@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "adamas.h"
 #include "dump.h"
@@ -373,6 +374,7 @@ typedef struct {
     const dump_file *dump;
     uint32_t n_eval_layers, eval_index; /* progress */
     double t0, last_report;
+    bool tty;               /* stderr is a terminal                            */
     sums *acc;              /* [n_selectors][n_budgets][n_layers]              */
     dump_writer *full_out;  /* --save-full                                     */
 } run_state;
@@ -429,14 +431,18 @@ static void reference_attention(const dump_file *dump, const layer_buffers *b, u
     }
 }
 
-static void report_progress(run_state *r, uint32_t layer, uint32_t step, bool force)
+/* On a terminal one line updated in place; otherwise (a log) one line per layer. */
+static void report_progress(run_state *r, uint32_t layer, uint32_t step, bool layer_done)
 {
     double t = now_seconds();
-    if (!force && t - r->last_report < 0.5)
+    if (!r->tty && !layer_done)
+        return;
+    if (r->tty && !layer_done && t - r->last_report < 0.5)
         return;
     r->last_report = t;
-    fprintf(stderr, "\radamas-eval: layer %u (%u of %u), step %u of %u, %.1f s  ", layer,
-            r->eval_index + 1, r->n_eval_layers, step, r->o->steps, t - r->t0);
+    fprintf(stderr, "%sadamas-eval: layer %u (%u of %u), step %u of %u, %.1f s%s",
+            r->tty ? "\r" : "", layer, r->eval_index + 1, r->n_eval_layers, step, r->o->steps,
+            t - r->t0, r->tty ? "  " : "\n");
     fflush(stderr);
 }
 
@@ -746,6 +752,7 @@ int main(int argc, char **argv)
             o.dump_path, dump.n_layers, N, Hq, dump.n_kv_heads, d, dump_dtype_name(kv_dtype),
             adamas_isa_name());
     r.t0 = now_seconds();
+    r.tty = isatty(fileno(stderr));
     for (uint32_t l = 0; l < dump.n_layers; l++) {
         if (!wanted[l])
             continue;
@@ -769,7 +776,8 @@ int main(int argc, char **argv)
         }
         r.eval_index++;
     }
-    fprintf(stderr, "\n");
+    if (r.tty)
+        fprintf(stderr, "\n");
     if (r.full_out) {
         st = dump_writer_close(r.full_out);
         r.full_out = NULL;

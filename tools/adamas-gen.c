@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "adamas.h"
 #include "gen.h"
@@ -67,10 +68,9 @@ typedef struct {
 static void report_progress(uint32_t done, void *arg)
 {
     const progress_state *p = arg;
-    fprintf(stderr, "\radamas-gen: layer %u / %u written (%.1f s)", done, p->layers,
-            now_seconds() - p->t0);
-    if (done == p->layers)
-        fprintf(stderr, "\n");
+    int tty = isatty(fileno(stderr));
+    fprintf(stderr, "%sadamas-gen: layer %u / %u written (%.1f s)%s", tty ? "\r" : "", done,
+            p->layers, now_seconds() - p->t0, tty && done < p->layers ? "" : "\n");
     fflush(stderr);
 }
 
