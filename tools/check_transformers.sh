@@ -41,6 +41,10 @@ if ! [ -x "$build_dir/tools/adamas-eval" ]; then
     exit 1
 fi
 
+# the versions the check was last seen passing with
+torch_version=2.15.0
+transformers_version=5.24.0
+
 has_torch() { "$1" -c 'import torch, transformers, safetensors' 2>/dev/null; }
 
 python=${LAB_PYTHON:-}
@@ -50,7 +54,8 @@ if [ -z "$python" ]; then
     if ! [ -x "$python" ] || ! has_torch "$python"; then
         say "installing torch and transformers into $venv (a few GB, once)"
         python3 -m venv "$venv"
-        "$python" -m pip install -q --disable-pip-version-check torch transformers
+        "$python" -m pip install -q --disable-pip-version-check \
+            "torch==$torch_version" "transformers==$transformers_version"
     fi
 fi
 if ! has_torch "$python"; then
