@@ -65,12 +65,14 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* CPU time of every thread of the process: with the wall time it tells how long the
- * threads were off the CPU (a shared machine). */
+/* CPU time of the calling thread: with the wall time of a one-thread step it tells
+ * how long the step was off the CPU (a shared machine).  Not used for several
+ * threads: the process clock counts the other threads' time only at scheduler ticks,
+ * far too coarsely for one step. */
 static double cpu_seconds(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -1033,7 +1035,7 @@ static int run_block(const options *o, bench_case *bc, int threads, double probe
             if (run_once(bc, &rows[i], threads, NULL))
                 return -1;
             rows[i].times[rep] = now_seconds() - t0;
-            rows[i].cpu[rep] = (cpu_seconds() - c0) / threads;
+            rows[i].cpu[rep] = cpu_seconds() - c0;
         }
     const double load1 = load_average();
     const double bw = n_ev ? median(ev_gbps, n_ev) : probe_bw;
@@ -1052,23 +1054,23 @@ static int run_block(const options *o, bench_case *bc, int threads, double probe
             dense_ms[r->dtype] = ms;
         double gbps = r->bytes / (ms * 1e-3) / 1e9, pct = 100.0 * gbps / bw;
         double vs = dense_ms[r->dtype] > 0.0 ? dense_ms[r->dtype] / ms : 0.0;
-        char budget[16], mass[16], err[16];
+        char budget[16], mass[16], err[16], cpu[16];
+        snprintf(cpu, sizeof cpu, threads == 1 ? "%.3g" : "-", cpu_ms);
         snprintf(budget, sizeof budget, r->budget ? "%u" : "-", r->budget);
         snprintf(mass, sizeof mass, r->mass >= 0.0 ? "%.4f" : "-", r->mass);
         snprintf(err, sizeof err, r->err >= 0.0 ? "%.2e" : "-", r->err);
-        printf("%-16s %5s %6s %10.3f %8.3g %10.1f %8.1f %5.0f%% %8.1fx %8s %10s\n", r->name,
-               dtype_name(r->dtype), budget, ms, cpu_ms, r->bytes / 1e6, gbps, pct, vs, mass,
-               err);
+        printf("%-16s %5s %6s %10.3f %8s %10.1f %8.1f %5.0f%% %8.1fx %8s %10s\n", r->name,
+               dtype_name(r->dtype), budget, ms, cpu, r->bytes / 1e6, gbps, pct, vs, mass, err);
         json_line("\"kind\":\"decode\",\"heads\":%u,\"kv_heads\":%u,\"dim\":%u,\"context\":%u,"
                   "\"threads\":%d,\"selector\":\"%s\",\"dtype\":\"%s\",\"budget\":%u,"
-                  "\"rerank\":%u,\"ms\":%.6g,\"ms_min\":%.6g,\"ms_max\":%.6g,\"cpu_ms\":%.6g,"
+                  "\"rerank\":%u,\"ms\":%.6g,\"ms_min\":%.6g,\"ms_max\":%.6g,\"cpu_ms\":%s,"
                   "\"reps\":%u,\"bytes\":%.0f,\"gbps\":%.4g,\"bw_gbps\":%.4g,"
                   "\"probe_gbps\":%.4g,\"bw_pct\":%.4g,"
                   "\"dense_ms\":%.6g,\"vs_dense\":%.4g,\"mass\":%s,\"out_err\":%s,"
                   "\"cache\":\"%s\",\"load\":%.2f",
                   bc->sh.heads, bc->sh.kv_heads, bc->sh.dim, bc->n, threads, r->name,
                   dtype_name(r->dtype), r->budget, r->kind == ROW_DECODE ? r->p.rerank : 0, ms,
-                  lo, hi, cpu_ms, o->reps, r->bytes, gbps, bw, probe_bw, pct, dense_ms[r->dtype],
+                  lo, hi, threads == 1 ? cpu : "null", o->reps, r->bytes, gbps, bw, probe_bw, pct, dense_ms[r->dtype],
                   vs,
                   r->mass >= 0.0 ? mass : "null", r->err >= 0.0 ? err : "null",
                   o->warm ? "warm" : "cold", 0.5 * (load0 + load1));
