@@ -3,16 +3,26 @@
  * Each block takes one chunk of one query head's tokens and leaves a partial result
  * {m, s, o}: its largest logit, the sum of exp(logit - m), and the exp-weighted sum of
  * its values.  The last block of a head to finish combines the head's partials (as
- * attention.c does) into its output row.
+ * attention.c does) into its output row; a head of one chunk writes its row directly.
  * Rows are read as 16-byte vectors by groups of L lanes (L = min(32, row bytes / 16)),
- * 32/L rows per warp at a time. */
+ * 32/L rows per warp at a time.
+ *
+ * Two kernels: the one-pass kernel (sparse sets; feature "online") loads each row's
+ * key and value together and keeps a running softmax per warp; the two-pass kernel
+ * (dense steps) computes the chunk's logits first, then reads the values. */
 #include <math.h>
+
+#include <type_traits>
 
 #include "device.cuh"
 #include "gpu.cuh"
 
 #define ATT_THREADS 128
 #define ATT_WARPS (ATT_THREADS / 32)
+#define ONLINE_THREADS 256
+#define ONLINE_WARPS (ONLINE_THREADS / 32)
+/* Sparse sets up to this many tokens per head take one block per head (one-pass). */
+#define ONLINE_SINGLE 1024u
 /* Longest chunk a block holds the logits of (with d = 1024, 36 KiB of shared memory,
  * under the 48 KiB a block gets without opting in). */
 #define ATT_MAX_CHUNK 4096u
@@ -75,18 +85,29 @@ __device__ __forceinline__ float warp_sum(float x)
     return x;
 }
 
+/* The head's row of selected: the attended tokens, then UINT32_MAX. */
+template <int THREADS> __device__ void write_selected(const attend_args &a, uint32_t h)
+{
+    if (!a.selected)
+        return;
+    const uint32_t *row = a.set ? a.set + (size_t)h * a.set_stride : nullptr;
+    for (uint32_t i = threadIdx.x; i < a.budget; i += THREADS)
+        a.selected[(size_t)h * a.budget + i] = i < a.m ? (row ? row[i] : i) : UINT32_MAX;
+}
+
 /* out[h] = sum_c w_c o_c / sum_c w_c s_c with w_c = exp(m_c - max_c m_c), over the
  * head's n_chunks partials (written by other blocks: read past L1), and the head's
  * row of selected.  w_s: [n_chunks] shared scratch. */
-__device__ void combine_head(const attend_args &a, uint32_t h, float *w_s)
+template <int THREADS> __device__ void combine_head(const attend_args &a, uint32_t h, float *w_s)
 {
-    __shared__ float s_red[ATT_WARPS];
+    constexpr int WARPS = THREADS / 32;
+    __shared__ float s_red[WARPS];
     const uint32_t tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, d = a.d;
     const size_t stride = d + 2;
     const float *p = a.partial + (size_t)h * a.n_chunks * stride;
 
     float mx = -INFINITY;
-    for (uint32_t c = tid; c < a.n_chunks; c += ATT_THREADS)
+    for (uint32_t c = tid; c < a.n_chunks; c += THREADS)
         mx = fmaxf(mx, __ldcg(p + c * stride));
     mx = warp_max(mx);
     __syncthreads(); /* w_s and s_red are free */
@@ -95,10 +116,10 @@ __device__ void combine_head(const attend_args &a, uint32_t h, float *w_s)
     __syncthreads();
     mx = s_red[0];
 #pragma unroll
-    for (int w = 1; w < ATT_WARPS; w++)
+    for (int w = 1; w < WARPS; w++)
         mx = fmaxf(mx, s_red[w]);
     float sum = 0.0f;
-    for (uint32_t c = tid; c < a.n_chunks; c += ATT_THREADS) {
+    for (uint32_t c = tid; c < a.n_chunks; c += THREADS) {
         const float mc = __ldcg(p + c * stride);
         const float w = mc == mx ? 1.0f : expf(mc - mx);
         w_s[c] = w;
@@ -111,20 +132,186 @@ __device__ void combine_head(const attend_args &a, uint32_t h, float *w_s)
     __syncthreads();
     sum = 0.0f;
 #pragma unroll
-    for (int w = 0; w < ATT_WARPS; w++)
+    for (int w = 0; w < WARPS; w++)
         sum += s_red[w];
 
-    for (uint32_t i = tid; i < d; i += ATT_THREADS) {
+    for (uint32_t i = tid; i < d; i += THREADS) {
         float acc = 0.0f;
         for (uint32_t c = 0; c < a.n_chunks; c++)
             acc += w_s[c] * __ldcg(p + c * stride + 2 + i);
         a.out[(size_t)h * d + i] = acc / sum;
     }
-    if (a.selected) {
-        const uint32_t *row = a.set ? a.set + (size_t)h * a.set_stride : nullptr;
-        for (uint32_t i = tid; i < a.budget; i += ATT_THREADS)
-            a.selected[(size_t)h * a.budget + i] = i < a.m ? (row ? row[i] : i) : UINT32_MAX;
+    write_selected<THREADS>(a, h);
+}
+
+/* Counts this block's partial; true in the head's last block to do so, which then
+ * combines them.  Every thread calls it after writing its part of the partial. */
+__device__ bool last_of_head(const attend_args &a, uint32_t h)
+{
+    __shared__ uint32_t s_last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0)
+        s_last = atomicAdd(a.arrivals + h, 1u) == a.n_chunks - 1;
+    __syncthreads();
+    if (!s_last)
+        return false;
+    __threadfence();
+    if (threadIdx.x == 0)
+        a.arrivals[h] = 0; /* ready for the next step */
+    return true;
+}
+
+/* Block (x: chunk, y: query head), one pass: each warp reads the key and the value of
+ * its rows together and keeps a running softmax (its largest logit, the sum of
+ * exp(logit - largest), the weighted values), rescaled as the largest grows; then the
+ * warps' results are combined.  VPL: 16-byte vectors per lane and row. */
+template <int DT, int VPL>
+__global__ void __launch_bounds__(ONLINE_THREADS) attend_online_kernel(attend_args a)
+{
+    constexpr int EPV = 16 / dtype_bytes<DT>();
+    constexpr int U = 8 / VPL; /* row groups in flight per warp */
+    extern __shared__ float shm[];
+    const uint32_t d = a.d;
+    float *q_s = shm;     /* [d]                                          */
+    float *o_s = q_s + d; /* [ONLINE_WARPS][d]; the combine's [n_chunks]  */
+    __shared__ float s_m[ONLINE_WARPS], s_s[ONLINE_WARPS];
+
+    const uint32_t tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const uint32_t h = blockIdx.y, kv = h / a.group, first = blockIdx.x * a.chunk;
+    const uint32_t count = a.m - first < a.chunk ? a.m - first : a.chunk;
+    const uint32_t L = a.lanes, rows_per_pass = 32 / L, rg = lane / L, li = lane % L;
+    const uint32_t step = ONLINE_WARPS * rows_per_pass;
+    const size_t row_vecs = (size_t)d / EPV;
+    const uint4 *keys = (const uint4 *)a.keys + (size_t)kv * a.max_tokens * row_vecs;
+    const uint4 *values = (const uint4 *)a.values + (size_t)kv * a.max_tokens * row_vecs;
+
+    /* the query is an input of the step, not of the kernel before this one */
+    for (uint32_t i = tid; i < d; i += ONLINE_THREADS)
+        q_s[i] = a.q[(size_t)h * d + i];
+    wait_for_inputs();
+    const uint32_t *set = a.set ? a.set + (size_t)h * a.set_stride + first : nullptr;
+    __syncthreads();
+
+    float m_run = -INFINITY, s_run = 0.0f, o[VPL][EPV];
+#pragma unroll
+    for (int v = 0; v < VPL; v++)
+#pragma unroll
+        for (int e = 0; e < EPV; e++)
+            o[v][e] = 0.0f;
+    for (uint32_t i0 = warp * rows_per_pass; i0 < count; i0 += step * U) {
+        uint4 kr[U][VPL], vr[U][VPL];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const uint32_t i = i0 + u * step + rg;
+            const uint32_t token = i < count ? (set ? set[i] : first + i) : 0;
+#pragma unroll
+            for (int v = 0; v < VPL; v++) {
+                kr[u][v] = i < count ? __ldg(keys + token * row_vecs + v * L + li)
+                                     : make_uint4(0, 0, 0, 0);
+                vr[u][v] = i < count ? __ldg(values + token * row_vecs + v * L + li)
+                                     : make_uint4(0, 0, 0, 0);
+            }
+        }
+        float l[U], top = -INFINITY;
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            float acc = 0.0f;
+#pragma unroll
+            for (int v = 0; v < VPL; v++) {
+                float f[EPV];
+                unpack<DT>(kr[u][v], f);
+                const float *qv = q_s + (v * L + li) * EPV;
+#pragma unroll
+                for (int e = 0; e < EPV; e++)
+                    acc += qv[e] * f[e];
+            }
+            for (uint32_t off = L / 2; off >= 1; off /= 2)
+                acc += __shfl_xor_sync(FULL_MASK, acc, off);
+            l[u] = i0 + u * step + rg < count ? acc * a.scale : -INFINITY;
+            top = fmaxf(top, l[u]);
+        }
+        for (uint32_t off = L; off < 32; off *= 2)
+            top = fmaxf(top, __shfl_xor_sync(FULL_MASK, top, off));
+        /* row i0 of the warp is valid, so top is finite */
+        const float m_new = fmaxf(m_run, top), alpha = expf(m_run - m_new);
+        s_run *= alpha;
+#pragma unroll
+        for (int v = 0; v < VPL; v++)
+#pragma unroll
+            for (int e = 0; e < EPV; e++)
+                o[v][e] *= alpha;
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const float p = expf(l[u] - m_new);
+            s_run += p;
+#pragma unroll
+            for (int v = 0; v < VPL; v++) {
+                float f[EPV];
+                unpack<DT>(vr[u][v], f);
+#pragma unroll
+                for (int e = 0; e < EPV; e++)
+                    o[v][e] += p * f[e];
+            }
+        }
+        m_run = m_new;
     }
+    /* the warp's row groups share m_run: add their sums */
+    for (uint32_t off = L; off < 32; off *= 2) {
+        s_run += __shfl_xor_sync(FULL_MASK, s_run, off);
+#pragma unroll
+        for (int v = 0; v < VPL; v++)
+#pragma unroll
+            for (int e = 0; e < EPV; e++)
+                o[v][e] += __shfl_xor_sync(FULL_MASK, o[v][e], off);
+    }
+    if (rg == 0)
+#pragma unroll
+        for (int v = 0; v < VPL; v++)
+#pragma unroll
+            for (int e = 0; e < EPV; e++)
+                o_s[warp * d + (v * L + li) * EPV + e] = o[v][e];
+    if (lane == 0) {
+        s_m[warp] = m_run;
+        s_s[warp] = s_run;
+    }
+    __syncthreads();
+
+    /* the block's result: warps weighted by exp(their largest - the block's largest) */
+    float mx = s_m[0], weight[ONLINE_WARPS], sum = 0.0f;
+#pragma unroll
+    for (int w = 1; w < ONLINE_WARPS; w++)
+        mx = fmaxf(mx, s_m[w]);
+#pragma unroll
+    for (int w = 0; w < ONLINE_WARPS; w++) {
+        weight[w] = expf(s_m[w] - mx); /* 0 for a warp without rows */
+        sum += weight[w] * s_s[w];
+    }
+    if (a.n_chunks == 1) {
+        for (uint32_t i = tid; i < d; i += ONLINE_THREADS) {
+            float acc = 0.0f;
+#pragma unroll
+            for (int w = 0; w < ONLINE_WARPS; w++)
+                acc += weight[w] * o_s[w * d + i];
+            a.out[(size_t)h * d + i] = acc / sum;
+        }
+        write_selected<ONLINE_THREADS>(a, h);
+        return;
+    }
+    float *part = a.partial + ((size_t)h * a.n_chunks + blockIdx.x) * (d + 2);
+    for (uint32_t i = tid; i < d; i += ONLINE_THREADS) {
+        float acc = 0.0f;
+#pragma unroll
+        for (int w = 0; w < ONLINE_WARPS; w++)
+            acc += weight[w] * o_s[w * d + i];
+        part[2 + i] = acc;
+    }
+    if (tid == 0) {
+        part[0] = mx;
+        part[1] = sum;
+    }
+    if (last_of_head(a, h))
+        combine_head<ONLINE_THREADS>(a, h, o_s);
 }
 
 /* Block (x: chunk, y: query head).  VPL: 16-byte vectors per lane and row. */
@@ -152,6 +339,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(attend_args a)
 
     for (uint32_t i = tid; i < d; i += ATT_THREADS)
         q_s[i] = a.q[(size_t)h * d + i];
+    wait_for_inputs();
     __syncthreads();
 
     /* logits */
@@ -274,27 +462,26 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(attend_args a)
         part[1] = total;
     }
 
-    /* the head's last block to finish combines its partials */
-    __shared__ uint32_t s_last;
-    __threadfence();
-    __syncthreads();
-    if (tid == 0)
-        s_last = atomicAdd(a.arrivals + h, 1u) == a.n_chunks - 1;
-    __syncthreads();
-    if (!s_last)
-        return;
-    __threadfence();
-    if (tid == 0)
-        a.arrivals[h] = 0; /* ready for the next step */
-    combine_head(a, h, p_s);
+    if (last_of_head(a, h))
+        combine_head<ATT_THREADS>(a, h, p_s);
 }
 
-/* Tokens per chunk: the sparse chunk, or the dense one grown so that a head has at
- * most ATT_MAX_CHUNKS chunks. */
+/* The one-pass kernel serves sparse sets: on dense steps, where every multiprocessor
+ * has many chunks, the two-pass kernel (fewer registers, more blocks resident)
+ * streams faster. */
+static int one_pass(int dense)
+{
+    return !dense && features()->online;
+}
+
+/* Tokens per chunk.  Two-pass: the sparse chunk, or the dense one grown so that a
+ * head has at most ATT_MAX_CHUNKS chunks.  One-pass: a set of up to ONLINE_SINGLE
+ * tokens whole, else the dense chunks. */
 static uint32_t chunk_tokens(uint32_t m, int dense)
 {
-    if (!dense)
-        return ATTEND_CHUNK_SPARSE;
+    const int online = one_pass(dense);
+    if (!dense && (!online || m <= ONLINE_SINGLE))
+        return online ? m : ATTEND_CHUNK_SPARSE;
     uint32_t c = (m + ATT_MAX_CHUNKS - 1) / ATT_MAX_CHUNKS;
     c = (c + 31) / 32 * 32;
     return c > ATTEND_CHUNK_DENSE ? c : ATTEND_CHUNK_DENSE;
@@ -307,9 +494,10 @@ uint32_t attend_chunks(uint32_t m, int dense)
 }
 
 cudaError_t launch_attend(const adamas_gpu_cache *g, const float *q, const uint32_t *set,
-                          uint32_t m, float *out, uint32_t *selected, uint32_t budget)
+                          uint32_t m, float *out, uint32_t *selected, uint32_t budget,
+                          int after)
 {
-    const int dense = set == nullptr;
+    const int dense = set == nullptr, online = one_pass(dense);
     attend_args a;
     a.keys = g->keys;
     a.values = g->values;
@@ -331,26 +519,39 @@ cudaError_t launch_attend(const adamas_gpu_cache *g, const float *q, const uint3
     a.out = out;
     a.selected = selected;
     a.budget = budget;
-    if (a.chunk > ATT_MAX_CHUNK || a.n_chunks > ATT_MAX_CHUNKS)
+    if ((!online && a.chunk > ATT_MAX_CHUNK) || a.n_chunks > ATT_MAX_CHUNKS)
         return cudaErrorInvalidValue;
 
     const dim3 grid(a.n_chunks, g->cfg.n_heads);
-    const size_t work = (size_t)a.chunk + ATT_WARPS * a.d;
-    const size_t shared = (a.d + (work > a.n_chunks ? work : a.n_chunks)) * sizeof(float);
-#define ATTEND_VPL(DT)                                                                        \
-    do {                                                                                      \
-        switch (vpl) {                                                                        \
-        case 1: attend_kernel<DT, 1><<<grid, ATT_THREADS, shared, g->stream>>>(a); break;     \
-        case 2: attend_kernel<DT, 2><<<grid, ATT_THREADS, shared, g->stream>>>(a); break;     \
-        case 4: attend_kernel<DT, 4><<<grid, ATT_THREADS, shared, g->stream>>>(a); break;     \
-        default: attend_kernel<DT, 8><<<grid, ATT_THREADS, shared, g->stream>>>(a); break;    \
-        }                                                                                     \
-    } while (0)
+    size_t work = online ? (size_t)ONLINE_WARPS * a.d : (size_t)a.chunk + ATT_WARPS * a.d;
+    work = work > a.n_chunks ? work : a.n_chunks;
+    const size_t shared = (a.d + work) * sizeof(float);
+    const dim3 threads(online ? ONLINE_THREADS : ATT_THREADS);
+    /* the kernel that follows the selection may start while the selection ends; the
+     * first kernel of a step (a dense one) starts after the step before it */
+    auto go = [&](auto kernel) {
+        return after ? launch_after(kernel, grid, threads, shared, g->stream, a)
+                     : (kernel<<<grid, threads, shared, g->stream>>>(a), cudaGetLastError());
+    };
+    auto with_vpl = [&](auto dt) {
+        constexpr int DT = decltype(dt)::value;
+        if (online)
+            switch (vpl) {
+            case 1: return go(attend_online_kernel<DT, 1>);
+            case 2: return go(attend_online_kernel<DT, 2>);
+            case 4: return go(attend_online_kernel<DT, 4>);
+            default: return go(attend_online_kernel<DT, 8>);
+            }
+        switch (vpl) {
+        case 1: return go(attend_kernel<DT, 1>);
+        case 2: return go(attend_kernel<DT, 2>);
+        case 4: return go(attend_kernel<DT, 4>);
+        default: return go(attend_kernel<DT, 8>);
+        }
+    };
     switch (g->cfg.kv_dtype) {
-    case ADAMAS_F16: ATTEND_VPL(ADAMAS_F16); break;
-    case ADAMAS_BF16: ATTEND_VPL(ADAMAS_BF16); break;
-    default: ATTEND_VPL(ADAMAS_F32); break;
+    case ADAMAS_F16: return with_vpl(std::integral_constant<int, ADAMAS_F16>());
+    case ADAMAS_BF16: return with_vpl(std::integral_constant<int, ADAMAS_BF16>());
+    default: return with_vpl(std::integral_constant<int, ADAMAS_F32>());
     }
-#undef ATTEND_VPL
-    return cudaGetLastError();
 }

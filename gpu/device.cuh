@@ -21,6 +21,23 @@
 #define BLOCK_THREADS 256
 #define BLOCK_WARPS (BLOCK_THREADS / 32)
 
+/* ------------------------------------------------------------ launch order */
+
+/* Programmatic dependent launch (sm_90): a kernel launched with it may start while
+ * the kernel before it still runs; it waits here, before reading that kernel's
+ * results or writing anything, until that kernel has finished and its writes are
+ * visible.  A no-op for a kernel launched plainly. */
+__device__ __forceinline__ void wait_for_inputs()
+{
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+}
+
+/* Lets the kernel launched after this one (with the attribute) be scheduled now. */
+__device__ __forceinline__ void allow_dependents()
+{
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+}
+
 /* ------------------------------------------------------------ one vector */
 
 /* Elements of a d-vector held by one lane: element r*32 + lane in x[r] (d >= 32), or

@@ -74,6 +74,35 @@ struct adamas_gpu_cache {
     pthread_mutex_t lock;     /* one call at a time per cache                        */
 };
 
+/* Optional parts of a step, on unless ADAMAS_CUDA_OFF lists them (comma-separated),
+ * to compare or to rule one out: "pdl", programmatic dependent launches between the
+ * kernels of a step; "online", the one-pass attention kernel for sparse sets (else the
+ * two-pass one, which dense steps always use). */
+typedef struct {
+    int pdl, online;
+} gpu_features;
+const gpu_features *features(void);
+
+/* Launch kernel<<<grid, block, shared, stream>>>(args) so that it may start while the
+ * kernel before it on the stream finishes (programmatic dependent launch, when the
+ * "pdl" feature is on); the kernel calls wait_for_inputs() first. */
+template <typename... Params, typename... Args>
+static inline cudaError_t launch_after(void (*kernel)(Params...), dim3 grid, dim3 block,
+                                       size_t shared, cudaStream_t stream, Args... args)
+{
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = shared;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = &attr;
+    cfg.numAttrs = features()->pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, static_cast<Params>(args)...);
+}
+
 /* ------------------------------------------------------------ encode.cu */
 
 /* Store tokens first..first+count-1 from staged f32 rows (k, v: [count][n_kv][d]),
@@ -146,9 +175,11 @@ cudaError_t launch_streaming(const adamas_gpu_cache *g, uint32_t n, uint32_t sin
 
 /* Softmax attention of every query head over m tokens: set[h][0..m) (set != NULL) or
  * tokens 0..m-1; out [n_heads][d].  selected (may be NULL): [n_heads][budget], the
- * attended tokens then UINT32_MAX. */
+ * attended tokens then UINT32_MAX.  after: the step's selection ran before (the launch
+ * may overlap its end); 0 for the step's first kernel. */
 cudaError_t launch_attend(const adamas_gpu_cache *g, const float *q, const uint32_t *set,
-                          uint32_t m, float *out, uint32_t *selected, uint32_t budget);
+                          uint32_t m, float *out, uint32_t *selected, uint32_t budget,
+                          int after);
 
 /* Attention chunks per head for m tokens. */
 uint32_t attend_chunks(uint32_t m, int dense);

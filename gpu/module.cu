@@ -65,6 +65,29 @@ struct cache_lock {
     ~cache_lock() { pthread_mutex_unlock(&g->lock); }
 };
 
+/* ------------------------------------------------------------ features */
+
+const gpu_features *features(void)
+{
+    static const gpu_features f = [] {
+        const char *off = getenv("ADAMAS_CUDA_OFF");
+        auto on = [off](const char *name) {
+            if (!off)
+                return 1;
+            size_t len = strlen(name);
+            for (const char *p = strstr(off, name); p; p = strstr(p + 1, name))
+                if ((p == off || p[-1] == ',') && (p[len] == '\0' || p[len] == ','))
+                    return 0;
+            return 1;
+        };
+        gpu_features v;
+        v.pdl = on("pdl");
+        v.online = on("online");
+        return v;
+    }();
+    return &f;
+}
+
 /* ------------------------------------------------------------ probe */
 
 __global__ void probe_kernel(int *x)
@@ -477,7 +500,7 @@ static int run_step(adamas_gpu_cache *g, const adamas_gpu_step *s, const step_pl
         return ADAMAS_OK;
     if (s->selector == ADAMAS_SELECT_FULL)
         selected = NULL;
-    cudaError_t e = launch_attend(g, q, set, p->m, out, selected, s->budget);
+    cudaError_t e = launch_attend(g, q, set, p->m, out, selected, s->budget, !p->dense);
     if (e == cudaErrorInvalidValue)
         return fail(ADAMAS_ENOTSUP, "decode: %u tokens per head exceed this module's attention "
                                     "chunks",

@@ -56,6 +56,7 @@ __global__ void __launch_bounds__(BLOCK_THREADS) scan_kernel(scan_args a)
     uint32_t *hist_s = (uint32_t *)(qs + a.heads * W); /* [heads][nbins] */
     const uint32_t tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const uint32_t kv = a.kv0 + blockIdx.y, head0 = a.head0 + blockIdx.y * a.head_step;
+    allow_dependents(); /* the select kernel may take its place and wait for this one */
 
     /* this block's histogram rows: in shared memory, or its own rows of hist */
     uint32_t *hbase = nullptr;
@@ -257,26 +258,47 @@ __device__ __forceinline__ void load_tile(const uint16_t *row, uint32_t j0, uint
 
 /* Block (x: scan block, y: query head): the k smallest distances of the head, ties to
  * the larger position, as far as they lie in the scan block's range of candidates.
- * The head's histogram (the sum of the scan blocks') gives the threshold t, the
- * smallest distance whose cumulative count reaches k; the histograms of the earlier
- * scan blocks give how many distances below and equal to t precede the range.  Then
- * every position below t, and every position equal to t but the first
- * (count(= t) - (k - count(< t))), is written ascending as token sink + j.
- * Block 0 also writes the forced tokens of the set row. */
+ * One pass over the scan's histograms gives, for each distance, its count in all scan
+ * blocks (whence the threshold t, the smallest distance whose cumulative count reaches
+ * k) and in the scan blocks before this one (whence how many distances below and
+ * equal to t precede the range).  Then every position below t, and every position
+ * equal to t but the first (count(= t) - (k - count(< t))), is written ascending as
+ * token sink + j.  Block 0 also writes the forced tokens of the set row. */
 __global__ void __launch_bounds__(BLOCK_THREADS) select_kernel(select_args a)
 {
-    __shared__ uint32_t s_hist[3 * ADAMAS_MAX_HEAD_DIM + 1];
+    __shared__ uint32_t s_hist[3 * ADAMAS_MAX_HEAD_DIM + 1]; /* all scan blocks        */
+    __shared__ uint32_t s_part[3 * ADAMAS_MAX_HEAD_DIM + 1]; /* those before this one  */
     __shared__ uint32_t s_warp[BLOCK_WARPS + 1];
     __shared__ uint32_t s_t, s_below;
     const uint32_t tid = threadIdx.x, h = blockIdx.y, blk = blockIdx.x, nbins = a.nbins;
     const uint32_t *hh = a.hist + (size_t)h * a.scan_blocks * nbins;
+    wait_for_inputs();
+    allow_dependents();
 
     for (uint32_t b = tid; b < nbins; b += BLOCK_THREADS) {
-        uint32_t sum = 0;
-#pragma unroll 4
-        for (uint32_t sb = 0; sb < a.scan_blocks; sb++)
-            sum += hh[(size_t)sb * nbins + b];
-        s_hist[b] = sum;
+        uint32_t before = 0, after = 0, sb = 0;
+        for (; sb + 8 <= a.scan_blocks; sb += 8) {
+            uint32_t c[8];
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+                c[e] = hh[(size_t)(sb + e) * nbins + b];
+#pragma unroll
+            for (int e = 0; e < 8; e++) {
+                if (sb + e < blk)
+                    before += c[e];
+                else
+                    after += c[e];
+            }
+        }
+        for (; sb < a.scan_blocks; sb++) {
+            const uint32_t c = hh[(size_t)sb * nbins + b];
+            if (sb < blk)
+                before += c;
+            else
+                after += c;
+        }
+        s_hist[b] = before + after;
+        s_part[b] = before;
     }
     __syncthreads();
     const uint32_t per = (nbins + BLOCK_THREADS - 1) / BLOCK_THREADS;
@@ -298,16 +320,10 @@ __global__ void __launch_bounds__(BLOCK_THREADS) select_kernel(select_args a)
     const uint32_t t = s_t, eq_skip = s_hist[t] - (a.k - s_below);
 
     /* distances below and equal to t in the scan blocks before this one */
-    uint32_t lt = 0, eq = 0;
-    for (uint32_t i = tid; i < blk * (t + 1); i += BLOCK_THREADS) {
-        const uint32_t sb = i / (t + 1), b = i % (t + 1);
-        const uint32_t c = hh[(size_t)sb * nbins + b];
-        if (b < t)
-            lt += c;
-        else
-            eq += c;
-    }
-    uint32_t lt_base = block_sum(lt, s_warp), eq_base = block_sum(eq, s_warp);
+    uint32_t lt = 0;
+    for (uint32_t b = b0; b < b1 && b < t; b++)
+        lt += s_part[b];
+    uint32_t lt_base = block_sum(lt, s_warp), eq_base = s_part[t];
 
     const uint16_t *row = a.dist + (size_t)h * a.dstride;
     uint32_t *out = a.out + (size_t)h * a.out_stride;
@@ -371,8 +387,7 @@ cudaError_t launch_select(const adamas_gpu_cache *g, const select_launch *a)
     s.set = ws->set;
     s.set_stride = ws->cap_set;
     const dim3 grid(a->scan_blocks, g->cfg.n_heads);
-    select_kernel<<<grid, BLOCK_THREADS, 0, g->stream>>>(s);
-    return cudaGetLastError();
+    return launch_after(select_kernel, grid, BLOCK_THREADS, 0, g->stream, s);
 }
 
 /* ------------------------------------------------------------ exact logits */
@@ -396,6 +411,8 @@ __global__ void __launch_bounds__(BLOCK_THREADS) logits_kernel(logits_args a)
     const uint32_t tid = threadIdx.x, h = blockIdx.y, kv = h / a.group;
     for (uint32_t i = tid; i < a.d; i += BLOCK_THREADS)
         q_s[i] = a.q[(size_t)h * a.d + i];
+    wait_for_inputs();
+    allow_dependents();
     __syncthreads();
     const uint32_t j = blockIdx.x * (2 * BLOCK_WARPS) + (tid >> 4), l16 = tid & 15;
     const void *row = nullptr;
@@ -408,15 +425,17 @@ __global__ void __launch_bounds__(BLOCK_THREADS) logits_kernel(logits_args a)
         a.score[(size_t)h * a.score_stride + j] = dot;
 }
 
-static cudaError_t launch_logits(const adamas_gpu_cache *g, const logits_args *a)
+/* after: a kernel of the step ran before (the launch may overlap its end). */
+static cudaError_t launch_logits(const adamas_gpu_cache *g, const logits_args *a, int after)
 {
     const dim3 grid((a->m + 2 * BLOCK_WARPS - 1) / (2 * BLOCK_WARPS), g->cfg.n_heads);
     const size_t shared = (size_t)a->d * sizeof(float);
-    switch (g->cfg.kv_dtype) {
-    case ADAMAS_F16: logits_kernel<ADAMAS_F16><<<grid, BLOCK_THREADS, shared, g->stream>>>(*a); break;
-    case ADAMAS_BF16: logits_kernel<ADAMAS_BF16><<<grid, BLOCK_THREADS, shared, g->stream>>>(*a); break;
-    default: logits_kernel<ADAMAS_F32><<<grid, BLOCK_THREADS, shared, g->stream>>>(*a); break;
-    }
+    void (*kernel)(logits_args) = g->cfg.kv_dtype == ADAMAS_F16    ? logits_kernel<ADAMAS_F16>
+                                  : g->cfg.kv_dtype == ADAMAS_BF16 ? logits_kernel<ADAMAS_BF16>
+                                                                   : logits_kernel<ADAMAS_F32>;
+    if (after)
+        return launch_after(kernel, grid, BLOCK_THREADS, shared, g->stream, *a);
+    kernel<<<grid, BLOCK_THREADS, shared, g->stream>>>(*a);
     return cudaGetLastError();
 }
 
@@ -455,14 +474,16 @@ struct pick_args {
 __global__ void __launch_bounds__(BLOCK_THREADS) pick_tokens_kernel(pick_args a, int forced)
 {
     __shared__ topk_scratch s;
+    wait_for_inputs();
+    allow_dependents();
     const uint32_t h = blockIdx.x;
     const float *score = a.score + (size_t)h * a.score_stride;
     const uint32_t *cand = a.cand ? a.cand + (size_t)h * a.cand_stride : nullptr;
     uint32_t *set = a.set + (size_t)h * a.set_stride;
     const uint32_t sink = a.sink;
-    block_topk_largest(
-        a.m, a.k, [&](uint32_t j) { return order_key(score[j]); },
-        [&](uint32_t slot, uint32_t j) { set[sink + slot] = cand ? cand[j] : sink + j; }, &s);
+    auto key = [&](uint32_t j) { return order_key(score[j]); };
+    auto emit = [&](uint32_t slot, uint32_t j) { set[sink + slot] = cand ? cand[j] : sink + j; };
+    block_topk_largest(a.m, a.k, key, emit, &s);
     if (forced) {
         for (uint32_t i = threadIdx.x; i < a.sink; i += BLOCK_THREADS)
             set[i] = i;
@@ -477,6 +498,8 @@ __global__ void __launch_bounds__(BLOCK_THREADS) pick_tokens_kernel(pick_args a,
 __global__ void __launch_bounds__(BLOCK_THREADS) pick_pages_kernel(pick_args a)
 {
     __shared__ topk_scratch s;
+    wait_for_inputs();
+    allow_dependents();
     const uint32_t h = blockIdx.x, page = a.page_size, last = a.m;
     const float *score = a.score + (size_t)h * a.score_stride;
     uint32_t *set = a.set + (size_t)h * a.set_stride;
@@ -496,6 +519,8 @@ __global__ void __launch_bounds__(BLOCK_THREADS) pick_pages_kernel(pick_args a)
 __global__ void streaming_kernel(uint32_t *set, uint32_t set_stride, uint32_t n, uint32_t sink,
                                  uint32_t budget)
 {
+    wait_for_inputs();
+    allow_dependents();
     uint32_t *row = set + (size_t)blockIdx.x * set_stride;
     for (uint32_t i = threadIdx.x; i < budget; i += blockDim.x)
         row[i] = i < sink ? i : n - (budget - sink) + (i - sink);
@@ -522,7 +547,7 @@ cudaError_t launch_rerank(const adamas_gpu_cache *g, const float *q, uint32_t n_
     l.tokens = g->ws.cand;
     l.token_stride = g->ws.cap_short;
     l.m = n_short;
-    cudaError_t e = launch_logits(g, &l);
+    cudaError_t e = launch_logits(g, &l, 1);
     if (e != cudaSuccess)
         return e;
     pick_args p = pick_of(g);
@@ -530,8 +555,7 @@ cudaError_t launch_rerank(const adamas_gpu_cache *g, const float *q, uint32_t n_
     p.m = n_short;
     p.k = k_free;
     p.sink = sink;
-    pick_tokens_kernel<<<g->cfg.n_heads, BLOCK_THREADS, 0, g->stream>>>(p, 0);
-    return cudaGetLastError();
+    return launch_after(pick_tokens_kernel, g->cfg.n_heads, BLOCK_THREADS, 0, g->stream, p, 0);
 }
 
 cudaError_t launch_oracle(const adamas_gpu_cache *g, const float *q, uint32_t n, uint32_t n_cand,
@@ -540,7 +564,7 @@ cudaError_t launch_oracle(const adamas_gpu_cache *g, const float *q, uint32_t n,
     logits_args l = logits_of(g, q);
     l.first = sink;
     l.m = n_cand;
-    cudaError_t e = launch_logits(g, &l);
+    cudaError_t e = launch_logits(g, &l, 0);
     if (e != cudaSuccess)
         return e;
     pick_args p = pick_of(g);
@@ -550,8 +574,7 @@ cudaError_t launch_oracle(const adamas_gpu_cache *g, const float *q, uint32_t n,
     p.recent = recent;
     p.n = n;
     p.budget = budget;
-    pick_tokens_kernel<<<g->cfg.n_heads, BLOCK_THREADS, 0, g->stream>>>(p, 1);
-    return cudaGetLastError();
+    return launch_after(pick_tokens_kernel, g->cfg.n_heads, BLOCK_THREADS, 0, g->stream, p, 1);
 }
 
 /* Block (x: 16 pages, y: query head): the Quest bound of every page but the newest. */
@@ -562,6 +585,7 @@ page_score_kernel(const float *q, const float *page_min, const float *page_max, 
 {
     extern __shared__ float q_s[];
     const uint32_t tid = threadIdx.x, h = blockIdx.y, kv = h / group;
+    allow_dependents();
     for (uint32_t i = tid; i < d; i += BLOCK_THREADS)
         q_s[i] = q[(size_t)h * d + i];
     __syncthreads();
@@ -590,6 +614,8 @@ cudaError_t launch_quest(const adamas_gpu_cache *g, const float *q, uint32_t n, 
     p.m = last;
     p.k = n_pick;
     p.n = n;
+    if (n_pick > 0)
+        return launch_after(pick_pages_kernel, g->cfg.n_heads, BLOCK_THREADS, 0, g->stream, p);
     pick_pages_kernel<<<g->cfg.n_heads, BLOCK_THREADS, 0, g->stream>>>(p);
     return cudaGetLastError();
 }
