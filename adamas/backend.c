@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "error.h"
@@ -30,11 +31,17 @@ static void *open_module(void)
                      dlerror());
         return h;
     }
-    /* beside libadamas (installed), or in the build tree's gpu/ */
+    /* beside libadamas (installed), or in the build tree's gpu/; when libadamas is
+     * linked statically into a program started without a path, the program's own
+     * directory (Linux names it in /proc/self/exe) */
     Dl_info self;
     if (dladdr((void *)adamas_set_backend, &self) && self.dli_fname) {
         char dir[4096];
         snprintf(dir, sizeof dir, "%s", self.dli_fname);
+        if (!strchr(dir, '/')) {
+            ssize_t len = readlink("/proc/self/exe", dir, sizeof dir - 1);
+            dir[len > 0 ? len : 0] = '\0';
+        }
         char *slash = strrchr(dir, '/');
         if (slash) {
             *slash = '\0';
