@@ -73,7 +73,12 @@ def plot(path, out):
         ax = axes[i // cols][i % cols]
         mine = [r for r in sparse if (r["heads"], r["kv_heads"], r["dim"], r["threads"]) ==
                 (h, g, d, t)]
-        for name in sorted({series_name(r) for r in mine}):
+        order = ["adamas", "quest", "streaming", "oracle"]
+        names = sorted({series_name(r) for r in mine},
+                       key=lambda x: (order.index(x.split(" B=")[0])
+                                      if x.split(" B=")[0] in order else len(order),
+                                      x.split(" B=")[0], int(x.split(" B=")[1])))
+        for name in names:
             pts = sorted((r["context"], r["vs_dense"]) for r in mine if series_name(r) == name)
             sel, budget = name.split(" B=")
             base = "adamas" if sel.startswith("adamas") else sel
