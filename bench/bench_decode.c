@@ -166,15 +166,6 @@ static int all_threads(void)
 #endif
 }
 
-static int thread_num(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 /* -------------------------------------------- bandwidth probe and eviction */
 
 /* One read of buf[words] by `threads` threads, one word of every 64-byte line: the
@@ -703,6 +694,15 @@ static void scan_phase(bench_case *bc, int threads)
 }
 
 #ifdef ADAMAS_BENCH_OPENBLAS
+static int thread_num(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
 /* Dense decode on the f32 cache with OpenBLAS (one BLAS thread per call): per kv head,
  * or per part of one when there are fewer kv heads than threads, the logits of its
  * query heads (sgemv, or sgemm for a GQA group), softmax, the weighted sum of the
