@@ -1,0 +1,964 @@
+/*
+ * adamas-run - a Llama-architecture GGUF model on the CPU, decoding through adamas.
+ *
+ *   adamas-run generate   [--prompt TEXT] [-n N]         text from a prompt
+ *   adamas-run perplexity FILE --ctx N --tail M          held-out perplexity, bits per byte
+ *   adamas-run passkey    --ctx N                        a key hidden in filler, retrieved
+ *   adamas-run logits     FILE --out OUT                 every position's logits (checks)
+ *
+ * Every mode prefills with dense attention and decodes with the chosen selector in
+ * every layer but the first --dense-layers, and prints prefill and decode tokens/s.
+ */
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "adamas.h"
+#include "llama.h"
+
+#ifndef ADAMAS_RUN_DEFAULT_MODEL
+#define ADAMAS_RUN_DEFAULT_MODEL "tools/model/adamas-ref.gguf"
+#endif
+
+/* ------------------------------------------------------------------- options */
+
+typedef struct {
+    const char *name;
+    adamas_selector selector;
+    uint32_t rerank;
+    int calibrate;
+} selector_def;
+
+static const selector_def selectors[] = {
+    {"adamas", ADAMAS_SELECT_ADAMAS, 0, 0},
+    {"adamas-calibrated", ADAMAS_SELECT_ADAMAS, 0, 1},
+    {"adamas-rerank4", ADAMAS_SELECT_ADAMAS, 4, 0},
+    {"full", ADAMAS_SELECT_FULL, 0, 0},
+    {"quest", ADAMAS_SELECT_QUEST, 0, 0},
+    {"streaming", ADAMAS_SELECT_STREAMING, 0, 0},
+    {"oracle", ADAMAS_SELECT_ORACLE, 0, 0},
+};
+
+typedef struct {
+    const char *mode;
+    const char *model_path;
+    const char *file;          /* perplexity, logits: the text                   */
+    const char *out_path;      /* logits: where to write them                    */
+    const char *json_path;
+    const char *prompt, *prompt_file, *filler_file;
+    const selector_def *select;
+    uint32_t budget, dense_layers, sink, recent;
+    bool sink_set, recent_set;
+    float tau;
+    int threads;
+    adamas_dtype kv_dtype;
+    uint32_t ctx, tail, windows;
+    uint32_t n_generate;
+    float temperature, top_p;
+    uint64_t seed;
+    double depths[16];
+    uint32_t n_depths, trials;
+} options;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: adamas-run MODE [options]\n"
+            "\n"
+            "Runs a Llama-architecture model from a GGUF file (F32, F16 or Q8_0 tensors,\n"
+            "byte-level BPE tokenizer) on the CPU.  The prompt or context is prefilled with\n"
+            "dense attention; every decode step attends through adamas with the chosen\n"
+            "selector in every layer but the first --dense-layers.\n"
+            "\n"
+            "modes:\n"
+            "  generate          continue --prompt TEXT (or --prompt-file F) for -n tokens\n"
+            "  perplexity FILE   windows of --ctx N tokens of FILE: prefill the first N-M,\n"
+            "                    decode the last M (--tail) one at a time, scoring each step's\n"
+            "                    prediction of the token after it; prints perplexity and bits\n"
+            "                    per byte\n"
+            "  passkey           a 5-digit key planted at several depths of --ctx N tokens of\n"
+            "                    filler; the question is decoded through the selector and the\n"
+            "                    answer generated greedily; prints retrieval accuracy\n"
+            "  logits FILE       the logits of every position of the first --ctx tokens of\n"
+            "                    FILE (the last --tail decoded, the rest prefilled) to --out,\n"
+            "                    raw little-endian f32 [tokens][vocabulary]\n"
+            "\n"
+            "model and attention (every mode):\n"
+            "  -m, --model PATH     GGUF file (default %s)\n"
+            "  --select NAME        adamas, adamas-calibrated, adamas-rerank4, full, quest,\n"
+            "                       streaming, oracle (default adamas)\n"
+            "  --budget B           tokens attended per query head (default 128)\n"
+            "  --dense-layers N     first layers decoded with full attention (default 2)\n"
+            "  --sink S, --recent R first and last tokens always attended by adamas and\n"
+            "                       oracle (library defaults: 0 and 1; streaming: 4 sinks)\n"
+            "  --tau T              calibration constant of adamas-calibrated (default 0.6745)\n"
+            "  --kv f16|f32         storage of the KV cache (default f16)\n"
+            "  --threads T          threads (default: OpenMP's default)\n"
+            "  --json PATH          also write the results as one JSON object\n"
+            "\n"
+            "generate:   --prompt TEXT, --prompt-file F, -n N (default 256), --temperature T\n"
+            "            (default 0: greedy), --top-p P (default 0.9), --seed S\n"
+            "perplexity: --ctx N (default 4096), --tail M (default 256), --windows W (default:\n"
+            "            as many as the file holds)\n"
+            "passkey:    --ctx N (default 4096), --depths LIST (default 0.1,0.3,0.5,0.7,0.9),\n"
+            "            --trials K keys per depth (default 2), --seed S, --filler F (text\n"
+            "            repeated as filler; default: a few plain sentences)\n"
+            "logits:     --out OUT (required), --ctx N (default: the whole file), --tail M\n"
+            "            (default 0)\n"
+            "\n"
+            "Progress goes to stderr; results and speeds to stdout (generate: the text to\n"
+            "stdout, speeds to stderr).\n",
+            ADAMAS_RUN_DEFAULT_MODEL);
+}
+
+static int parse_u32(const char *s, uint32_t *out)
+{
+    char *end;
+    if (!*s || *s == '-')
+        return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end || v > UINT32_MAX)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int parse_float(const char *s, float *out)
+{
+    char *end;
+    *out = strtof(s, &end);
+    return !*s || *end || !isfinite(*out) ? -1 : 0;
+}
+
+static int parse_depths(const char *v, options *o)
+{
+    char buf[256];
+    if (strlen(v) >= sizeof buf)
+        return -1;
+    strcpy(buf, v);
+    o->n_depths = 0;
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        char *end;
+        double d = strtod(tok, &end);
+        if (*end || !(d >= 0.0 && d <= 1.0) || o->n_depths == 16)
+            return -1;
+        o->depths[o->n_depths++] = d;
+    }
+    return o->n_depths ? 0 : -1;
+}
+
+static int parse_options(int argc, char **argv, options *o)
+{
+    *o = (options){.model_path = NULL, .select = &selectors[0], .budget = 128,
+                   .dense_layers = 2, .tau = 0.6745f, .kv_dtype = ADAMAS_F16, .ctx = 0,
+                   .tail = 0, .n_generate = 256, .temperature = 0.0f, .top_p = 0.9f,
+                   .seed = 1, .depths = {0.1, 0.3, 0.5, 0.7, 0.9}, .n_depths = 5, .trials = 2};
+    if (argc < 2) {
+        usage(stderr);
+        return -1;
+    }
+    o->mode = argv[1];
+    if (!strcmp(o->mode, "-h") || !strcmp(o->mode, "--help")) {
+        usage(stdout);
+        exit(0);
+    }
+    if (strcmp(o->mode, "generate") && strcmp(o->mode, "perplexity") &&
+        strcmp(o->mode, "passkey") && strcmp(o->mode, "logits")) {
+        fprintf(stderr, "adamas-run: unknown mode \"%s\" (generate, perplexity, passkey or "
+                        "logits; see --help)\n", o->mode);
+        return -1;
+    }
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            exit(0);
+        }
+        if (a[0] != '-') {
+            if (o->file || (strcmp(o->mode, "perplexity") && strcmp(o->mode, "logits"))) {
+                fprintf(stderr, "adamas-run %s: unexpected argument \"%s\"\n", o->mode, a);
+                return -1;
+            }
+            o->file = a;
+            continue;
+        }
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) {
+            fprintf(stderr, "adamas-run: %s needs a value (see --help)\n", a);
+            return -1;
+        }
+        i++;
+        int bad = 0;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+            o->model_path = v;
+        else if (!strcmp(a, "--select")) {
+            o->select = NULL;
+            for (size_t k = 0; k < sizeof selectors / sizeof selectors[0]; k++)
+                if (!strcmp(v, selectors[k].name))
+                    o->select = &selectors[k];
+            if (!o->select) {
+                fprintf(stderr, "adamas-run: unknown selector \"%s\" (see --help)\n", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--budget"))
+            bad = parse_u32(v, &o->budget) || o->budget == 0;
+        else if (!strcmp(a, "--dense-layers"))
+            bad = parse_u32(v, &o->dense_layers);
+        else if (!strcmp(a, "--sink"))
+            bad = parse_u32(v, &o->sink), o->sink_set = true;
+        else if (!strcmp(a, "--recent"))
+            bad = parse_u32(v, &o->recent), o->recent_set = true;
+        else if (!strcmp(a, "--tau"))
+            bad = parse_float(v, &o->tau) || !(o->tau > 0.0f);
+        else if (!strcmp(a, "--kv")) {
+            if (!strcmp(v, "f16"))
+                o->kv_dtype = ADAMAS_F16;
+            else if (!strcmp(v, "f32"))
+                o->kv_dtype = ADAMAS_F32;
+            else
+                bad = 1;
+        } else if (!strcmp(a, "--threads")) {
+            uint32_t t;
+            bad = parse_u32(v, &t) || t == 0 || t > 4096;
+            o->threads = (int)t;
+        } else if (!strcmp(a, "--json"))
+            o->json_path = v;
+        else if (!strcmp(a, "--prompt"))
+            o->prompt = v;
+        else if (!strcmp(a, "--prompt-file"))
+            o->prompt_file = v;
+        else if (!strcmp(a, "--filler"))
+            o->filler_file = v;
+        else if (!strcmp(a, "--out"))
+            o->out_path = v;
+        else if (!strcmp(a, "-n"))
+            bad = parse_u32(v, &o->n_generate);
+        else if (!strcmp(a, "--temperature"))
+            bad = parse_float(v, &o->temperature) || o->temperature < 0.0f;
+        else if (!strcmp(a, "--top-p"))
+            bad = parse_float(v, &o->top_p) || !(o->top_p > 0.0f && o->top_p <= 1.0f);
+        else if (!strcmp(a, "--seed"))
+            o->seed = strtoull(v, NULL, 0);
+        else if (!strcmp(a, "--ctx"))
+            bad = parse_u32(v, &o->ctx) || o->ctx < 2;
+        else if (!strcmp(a, "--tail"))
+            bad = parse_u32(v, &o->tail);
+        else if (!strcmp(a, "--windows"))
+            bad = parse_u32(v, &o->windows) || o->windows == 0;
+        else if (!strcmp(a, "--depths"))
+            bad = parse_depths(v, o);
+        else if (!strcmp(a, "--trials"))
+            bad = parse_u32(v, &o->trials) || o->trials == 0;
+        else {
+            fprintf(stderr, "adamas-run: unknown option %s (see --help)\n", a);
+            return -1;
+        }
+        if (bad) {
+            fprintf(stderr, "adamas-run: bad value \"%s\" for %s (see --help)\n", v, a);
+            return -1;
+        }
+    }
+    bool needs_file = !strcmp(o->mode, "perplexity") || !strcmp(o->mode, "logits");
+    if (needs_file && !o->file) {
+        fprintf(stderr, "adamas-run %s: no text file given (see --help)\n", o->mode);
+        return -1;
+    }
+    if (!strcmp(o->mode, "logits") && !o->out_path) {
+        fprintf(stderr, "adamas-run logits: --out is required\n");
+        return -1;
+    }
+    if (!strcmp(o->mode, "perplexity") || !strcmp(o->mode, "passkey")) {
+        if (!o->ctx)
+            o->ctx = 4096;
+        if (!strcmp(o->mode, "perplexity") && !o->tail)
+            o->tail = o->ctx < 512 ? o->ctx / 2 : 256;
+        if (o->tail >= o->ctx) {
+            fprintf(stderr, "adamas-run: --tail %u must be smaller than --ctx %u\n", o->tail,
+                    o->ctx);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------- helpers */
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The whole of a file, NUL-terminated; NULL with a message. */
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "adamas-run: cannot open %s\n", path);
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n - 1, f);
+        if (n < cap - 1)
+            break;
+        char *grown = realloc(buf, cap * 2);
+        if (!grown) {
+            free(buf);
+            buf = NULL;
+        }
+        buf = grown;
+        cap *= 2;
+    }
+    bool err = ferror(f);
+    fclose(f);
+    if (!buf || err) {
+        fprintf(stderr, "adamas-run: cannot read %s\n", path);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+typedef struct {
+    uint64_t prefill_tokens, decode_tokens;
+    double prefill_s, decode_s;
+} speed;
+
+static double rate(uint64_t n, double s)
+{
+    return s > 0.0 ? (double)n / s : 0.0;
+}
+
+static void print_speed(FILE *f, const speed *sp)
+{
+    fprintf(f, "prefill: %llu tokens in %.2f s (%.1f tokens/s); decode: %llu tokens in %.2f s "
+               "(%.2f tokens/s)\n",
+            (unsigned long long)sp->prefill_tokens, sp->prefill_s,
+            rate(sp->prefill_tokens, sp->prefill_s), (unsigned long long)sp->decode_tokens,
+            sp->decode_s, rate(sp->decode_tokens, sp->decode_s));
+}
+
+/* A progress bar on a terminal; a line per tenth otherwise. */
+typedef struct {
+    uint64_t total, last_tenth;
+    double t0;
+    bool tty;
+    const char *what;
+} progress;
+
+static void progress_start(progress *p, uint64_t total, const char *what)
+{
+    *p = (progress){.total = total, .t0 = now_seconds(), .tty = isatty(2), .what = what};
+}
+
+static void progress_show(progress *p, uint64_t done, const char *extra)
+{
+    double el = now_seconds() - p->t0;
+    if (p->tty) {
+        int width = 30, filled = p->total ? (int)(width * done / p->total) : width;
+        fprintf(stderr, "\r[%.*s%*s] %llu/%llu %s, %.1f s %s", filled,
+                "==============================", width - filled, "", (unsigned long long)done,
+                (unsigned long long)p->total, p->what, el, extra);
+        if (done == p->total)
+            fputc('\n', stderr);
+    } else {
+        uint64_t tenth = p->total ? 10 * done / p->total : 10;
+        if (tenth > p->last_tenth || done == p->total) {
+            fprintf(stderr, "%llu/%llu %s, %.1f s %s\n", (unsigned long long)done,
+                    (unsigned long long)p->total, p->what, el, extra);
+            p->last_tenth = tenth;
+        }
+    }
+}
+
+typedef struct {
+    llama_model model;
+    llama_state state;
+    const options *o;
+    speed sp;
+} engine;
+
+static int engine_fail(const engine *e)
+{
+    fprintf(stderr, "\nadamas-run: %s\n", e->state.error);
+    return 1;
+}
+
+static int engine_prefill(engine *e, const uint32_t *tokens, uint32_t n, float *all_logits)
+{
+    double t0 = now_seconds();
+    if (llama_prefill(&e->state, tokens, n, all_logits))
+        return engine_fail(e);
+    e->sp.prefill_s += now_seconds() - t0;
+    e->sp.prefill_tokens += n;
+    return 0;
+}
+
+static int engine_decode(engine *e, uint32_t token)
+{
+    double t0 = now_seconds();
+    if (llama_decode(&e->state, token))
+        return engine_fail(e);
+    e->sp.decode_s += now_seconds() - t0;
+    e->sp.decode_tokens++;
+    return 0;
+}
+
+static void json_common(FILE *f, const engine *e)
+{
+    const options *o = e->o;
+    fprintf(f, "\"mode\": \"%s\", \"select\": \"%s\", \"budget\": %u, \"dense_layers\": %u, "
+               "\"kv\": \"%s\", \"threads\": %d, \"prefill_tokens\": %llu, "
+               "\"prefill_tokens_per_s\": %.3f, \"decode_tokens\": %llu, "
+               "\"decode_tokens_per_s\": %.3f",
+            o->mode, o->select->name, o->budget, o->dense_layers,
+            o->kv_dtype == ADAMAS_F16 ? "f16" : "f32", o->threads,
+            (unsigned long long)e->sp.prefill_tokens, rate(e->sp.prefill_tokens, e->sp.prefill_s),
+            (unsigned long long)e->sp.decode_tokens, rate(e->sp.decode_tokens, e->sp.decode_s));
+}
+
+static FILE *json_open(const options *o)
+{
+    if (!o->json_path)
+        return NULL;
+    FILE *f = fopen(o->json_path, "w");
+    if (!f)
+        fprintf(stderr, "adamas-run: cannot create %s\n", o->json_path);
+    return f;
+}
+
+/* ------------------------------------------------------------------- sampler */
+
+static uint64_t rng_state;
+
+static float random_unit(void) /* xorshift*, uniform in [0, 1) */
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (float)((rng_state * 0x2545F4914F6CDD1Dull) >> 40) / 16777216.0f;
+}
+
+static uint32_t argmax(const float *x, uint32_t n)
+{
+    uint32_t best = 0;
+    for (uint32_t i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return best;
+}
+
+typedef struct {
+    float p;
+    uint32_t index;
+} prob_index;
+
+static int by_prob_desc(const void *a, const void *b)
+{
+    float x = ((const prob_index *)a)->p, y = ((const prob_index *)b)->p;
+    return (x < y) - (x > y);
+}
+
+/* Greedy at temperature 0, else a draw from the smallest set of most likely tokens
+ * whose probability reaches top_p.  scratch: [n]. */
+static uint32_t sample(float *logits, uint32_t n, float temperature, float top_p,
+                       prob_index *scratch)
+{
+    if (temperature == 0.0f)
+        return argmax(logits, n);
+    float max = logits[argmax(logits, n)];
+    double sum = 0.0;
+    for (uint32_t i = 0; i < n; i++) {
+        scratch[i].p = expf((logits[i] - max) / temperature);
+        scratch[i].index = i;
+        sum += scratch[i].p;
+    }
+    qsort(scratch, n, sizeof *scratch, by_prob_desc);
+    double mass = 0.0;
+    uint32_t keep = 0;
+    while (keep < n && (keep == 0 || mass < top_p * sum))
+        mass += scratch[keep++].p;
+    double r = random_unit() * mass, acc = 0.0;
+    for (uint32_t i = 0; i < keep; i++) {
+        acc += scratch[i].p;
+        if (r < acc)
+            return scratch[i].index;
+    }
+    return scratch[keep - 1].index;
+}
+
+static void print_token(const tokenizer *t, uint32_t token)
+{
+    size_t len;
+    const char *piece = tokenizer_piece(t, token, &len);
+    fwrite(piece, 1, len, stdout);
+    fflush(stdout);
+}
+
+/* ------------------------------------------------------------------ generate */
+
+static int generate_main(engine *e)
+{
+    const options *o = e->o;
+    const tokenizer *tok = e->model.tok;
+    char *text = NULL;
+    size_t len = 0;
+    if (o->prompt_file) {
+        if (!(text = read_file(o->prompt_file, &len)))
+            return 1;
+    } else {
+        text = strdup(o->prompt ? o->prompt : "");
+        len = text ? strlen(text) : 0;
+    }
+    uint32_t *tokens = NULL;
+    size_t n = 0;
+    uint32_t bos = tokenizer_bos(tok);
+    int rc = 1;
+    prob_index *scratch = malloc(e->model.config.vocab_size * sizeof *scratch);
+    if (!text || !scratch || (len == 0 && bos == TOKEN_NONE)) {
+        fprintf(stderr, "adamas-run generate: %s\n", !text || !scratch ? "out of memory"
+                        : "an empty prompt needs a model with a bos token: give --prompt");
+        goto done;
+    }
+    if (len == 0) { /* start from the bos token */
+        tokens = malloc(sizeof *tokens);
+        if (!tokens)
+            goto done;
+        tokens[n++] = bos;
+    } else if (tokenizer_encode(tok, text, len, &tokens, &n)) {
+        fprintf(stderr, "adamas-run generate: out of memory\n");
+        goto done;
+    }
+    if (n + o->n_generate > e->state.max_tokens) {
+        fprintf(stderr, "adamas-run generate: %zu prompt tokens and -n %u exceed the context\n",
+                n, o->n_generate);
+        goto done;
+    }
+    rng_state = o->seed ? o->seed : 1;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    /* every prompt token but the last is prefilled; the last is the first decode step */
+    if (engine_prefill(e, tokens, (uint32_t)n - 1, NULL) || engine_decode(e, tokens[n - 1]))
+        goto done;
+    uint32_t eos = tokenizer_eos(tok);
+    for (uint32_t i = 0; i < o->n_generate; i++) {
+        uint32_t next = sample(e->state.logits, e->model.config.vocab_size, o->temperature,
+                               o->top_p, scratch);
+        if (next == eos)
+            break;
+        print_token(tok, next);
+        if (i + 1 < o->n_generate && engine_decode(e, next))
+            goto done;
+    }
+    printf("\n");
+    print_speed(stderr, &e->sp);
+    FILE *jf = json_open(o);
+    if (jf) {
+        fprintf(jf, "{");
+        json_common(jf, e);
+        fprintf(jf, "}\n");
+        fclose(jf);
+    }
+    rc = 0;
+done:
+    free(text);
+    free(tokens);
+    free(scratch);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- perplexity */
+
+/* -log p(target) in nats from logits[n]. */
+static double nll(const float *logits, uint32_t n, uint32_t target)
+{
+    float max = logits[argmax(logits, n)];
+    double sum = 0.0;
+    for (uint32_t i = 0; i < n; i++)
+        sum += exp((double)logits[i] - max);
+    return log(sum) - ((double)logits[target] - max);
+}
+
+static int perplexity_main(engine *e)
+{
+    const options *o = e->o;
+    size_t len;
+    char *text = read_file(o->file, &len);
+    if (!text)
+        return 1;
+    uint32_t *tokens = NULL;
+    size_t n = 0;
+    int enc = tokenizer_encode(e->model.tok, text, len, &tokens, &n);
+    free(text);
+    if (enc) {
+        fprintf(stderr, "adamas-run: out of memory\n");
+        return 1;
+    }
+    /* window w holds tokens [w*N, w*N+N); its last decode step predicts token w*N+N */
+    uint64_t windows = n > o->ctx ? (n - 1) / o->ctx : 0;
+    if (o->windows && windows > o->windows)
+        windows = o->windows;
+    if (windows == 0) {
+        fprintf(stderr, "adamas-run perplexity: %s holds %zu tokens, a window needs %u + 1\n",
+                o->file, n, o->ctx);
+        free(tokens);
+        return 1;
+    }
+    const uint32_t vocab = e->model.config.vocab_size, prefill = o->ctx - o->tail;
+    double sum_nll = 0.0;
+    uint64_t scored = 0, bytes = 0;
+    progress bar;
+    progress_start(&bar, windows * o->tail, "tokens scored");
+    int rc = 1;
+    for (uint64_t w = 0; w < windows; w++) {
+        const uint32_t *win = tokens + w * o->ctx;
+        if (w > 0 && llama_state_reset(&e->state)) {
+            engine_fail(e);
+            goto done;
+        }
+        if (engine_prefill(e, win, prefill, NULL))
+            goto done;
+        for (uint32_t p = prefill; p < o->ctx; p++) {
+            if (engine_decode(e, win[p]))
+                goto done;
+            uint32_t target = win[p + 1];
+            size_t piece_len;
+            tokenizer_piece(e->model.tok, target, &piece_len);
+            sum_nll += nll(e->state.logits, vocab, target);
+            bytes += piece_len;
+            scored++;
+            char extra[96];
+            snprintf(extra, sizeof extra, "ppl %.4f, %.2f tokens/s", exp(sum_nll / (double)scored),
+                     rate(e->sp.decode_tokens, e->sp.decode_s));
+            progress_show(&bar, scored, extra);
+        }
+    }
+    double ppl = exp(sum_nll / (double)scored);
+    double bpb = bytes ? sum_nll / log(2.0) / (double)bytes : 0.0;
+    printf("perplexity %.4f, bits per byte %.4f (%llu tokens scored in %llu windows of %u, "
+           "tail %u; select %s, budget %u, dense layers %u)\n",
+           ppl, bpb, (unsigned long long)scored, (unsigned long long)windows, o->ctx, o->tail,
+           o->select->name, o->budget, o->dense_layers);
+    print_speed(stdout, &e->sp);
+    FILE *jf = json_open(o);
+    if (jf) {
+        fprintf(jf, "{");
+        json_common(jf, e);
+        fprintf(jf, ", \"file\": \"%s\", \"ctx\": %u, \"tail\": %u, \"windows\": %llu, "
+                    "\"tokens_scored\": %llu, \"bytes_scored\": %llu, \"perplexity\": %.6f, "
+                    "\"bits_per_byte\": %.6f}\n",
+                o->file, o->ctx, o->tail, (unsigned long long)windows,
+                (unsigned long long)scored, (unsigned long long)bytes, ppl, bpb);
+        fclose(jf);
+    }
+    rc = 0;
+done:
+    free(tokens);
+    return rc;
+}
+
+/* ------------------------------------------------------------------- passkey */
+
+static const char default_filler[] =
+    "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back "
+    "again. ";
+
+static int append_text(const tokenizer *t, const char *s, uint32_t **tokens, size_t *n)
+{
+    if (tokenizer_encode(t, s, strlen(s), tokens, n)) {
+        fprintf(stderr, "adamas-run: out of memory\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* One trial: filler with the needle at `depth`, then the question; true when the
+ * greedy answer starts with the key. */
+static int passkey_trial(engine *e, const uint32_t *filler, size_t n_filler, double depth,
+                         unsigned key, bool *found)
+{
+    const tokenizer *tok = e->model.tok;
+    char needle[160], digits[16];
+    snprintf(needle, sizeof needle, "\nThe pass key is %05u. Remember it. %05u is the pass key.\n",
+             key, key);
+    snprintf(digits, sizeof digits, "%05u", key);
+    uint32_t *nt = NULL, *qt = NULL, *all = NULL;
+    size_t n_needle = 0, n_question = 0;
+    int rc = 1;
+    if (append_text(tok, needle, &nt, &n_needle) ||
+        append_text(tok, "\nWhat is the pass key? The pass key is", &qt, &n_question))
+        goto done;
+    const size_t answer = 12; /* tokens generated at most */
+    size_t ctx = e->o->ctx;
+    if (n_needle + n_question + answer + 1 > ctx) {
+        fprintf(stderr, "adamas-run passkey: --ctx %zu is too small for the needle and the "
+                        "question (%zu tokens)\n", ctx, n_needle + n_question + answer + 1);
+        goto done;
+    }
+    size_t n_fill = ctx - n_needle - n_question - answer;
+    size_t at = (size_t)(depth * (double)n_fill);
+    all = malloc(ctx * sizeof *all);
+    if (!all)
+        goto done;
+    size_t m = 0;
+    for (size_t i = 0; i < n_fill; i++) {
+        if (i == at) {
+            memcpy(all + m, nt, n_needle * sizeof *all);
+            m += n_needle;
+        }
+        all[m++] = filler[i % n_filler];
+    }
+    if (at >= n_fill) {
+        memcpy(all + m, nt, n_needle * sizeof *all);
+        m += n_needle;
+    }
+    /* the haystack is prefilled; the question is decoded through the selector */
+    if (llama_state_reset(&e->state)) {
+        engine_fail(e);
+        goto done;
+    }
+    if (engine_prefill(e, all, (uint32_t)m, NULL))
+        goto done;
+    for (size_t i = 0; i < n_question; i++)
+        if (engine_decode(e, qt[i]))
+            goto done;
+    char out[128];
+    size_t out_len = 0;
+    for (size_t i = 0; i < answer; i++) {
+        uint32_t next = argmax(e->state.logits, e->model.config.vocab_size);
+        size_t len;
+        const char *piece = tokenizer_piece(tok, next, &len);
+        if (out_len + len < sizeof out) {
+            memcpy(out + out_len, piece, len);
+            out_len += len;
+        }
+        out[out_len] = 0;
+        const char *d = out + strspn(out, " \n\t");
+        size_t nd = strspn(d, "0123456789");
+        if (*d && (nd >= 5 || d[nd])) /* five digits, or something else came */
+            break;
+        if (i + 1 < answer && engine_decode(e, next))
+            goto done;
+    }
+    out[out_len] = 0;
+    const char *d = out + strspn(out, " \n\t");
+    *found = strncmp(d, digits, 5) == 0;
+    rc = 0;
+done:
+    free(nt);
+    free(qt);
+    free(all);
+    return rc;
+}
+
+static int passkey_main(engine *e)
+{
+    const options *o = e->o;
+    char *filler_text = NULL;
+    size_t filler_len;
+    if (o->filler_file) {
+        if (!(filler_text = read_file(o->filler_file, &filler_len)))
+            return 1;
+    } else {
+        filler_text = strdup(default_filler);
+        filler_len = filler_text ? strlen(filler_text) : 0;
+    }
+    uint32_t *filler = NULL;
+    size_t n_filler = 0;
+    if (!filler_text || tokenizer_encode(e->model.tok, filler_text, filler_len, &filler, &n_filler)
+        || n_filler == 0) {
+        fprintf(stderr, "adamas-run passkey: %s\n", filler_text ? "the filler is empty"
+                                                                : "out of memory");
+        free(filler_text);
+        free(filler);
+        return 1;
+    }
+    free(filler_text);
+    rng_state = o->seed ? o->seed : 1;
+    uint32_t hits[16] = {0}, total_hits = 0;
+    progress bar;
+    progress_start(&bar, (uint64_t)o->n_depths * o->trials, "trials");
+    int rc = 1;
+    for (uint32_t d = 0; d < o->n_depths; d++)
+        for (uint32_t t = 0; t < o->trials; t++) {
+            unsigned key = (unsigned)(random_unit() * 100000.0f) % 100000u;
+            bool found = false;
+            if (passkey_trial(e, filler, n_filler, o->depths[d], key, &found))
+                goto done;
+            hits[d] += found;
+            total_hits += found;
+            char extra[64];
+            snprintf(extra, sizeof extra, "%u found", total_hits);
+            progress_show(&bar, (uint64_t)d * o->trials + t + 1, extra);
+        }
+    printf("passkey: %u tokens, select %s, budget %u, dense layers %u\n", o->ctx,
+           o->select->name, o->budget, o->dense_layers);
+    for (uint32_t d = 0; d < o->n_depths; d++)
+        printf("  depth %.2f: %u/%u\n", o->depths[d], hits[d], o->trials);
+    printf("accuracy %.3f (%u/%u)\n", (double)total_hits / (double)(o->n_depths * o->trials), total_hits,
+           o->n_depths * o->trials);
+    print_speed(stdout, &e->sp);
+    FILE *jf = json_open(o);
+    if (jf) {
+        fprintf(jf, "{");
+        json_common(jf, e);
+        fprintf(jf, ", \"ctx\": %u, \"accuracy\": %.6f, \"depths\": [", o->ctx,
+                (double)total_hits / (double)(o->n_depths * o->trials));
+        for (uint32_t d = 0; d < o->n_depths; d++)
+            fprintf(jf, "%s{\"depth\": %.4f, \"found\": %u, \"trials\": %u}", d ? ", " : "",
+                    o->depths[d], hits[d], o->trials);
+        fprintf(jf, "]}\n");
+        fclose(jf);
+    }
+    rc = 0;
+done:
+    free(filler);
+    return rc;
+}
+
+/* -------------------------------------------------------------------- logits */
+
+static int logits_main(engine *e)
+{
+    const options *o = e->o;
+    size_t len;
+    char *text = read_file(o->file, &len);
+    if (!text)
+        return 1;
+    uint32_t *tokens = NULL;
+    size_t n = 0;
+    int enc = tokenizer_encode(e->model.tok, text, len, &tokens, &n);
+    free(text);
+    const uint32_t vocab = e->model.config.vocab_size;
+    size_t ctx = o->ctx ? o->ctx : n;
+    float *logits = NULL;
+    FILE *out = NULL;
+    int rc = 1;
+    if (enc) {
+        fprintf(stderr, "adamas-run: out of memory\n");
+        goto done;
+    }
+    if (ctx > n || ctx == 0 || o->tail > ctx || ctx > e->state.max_tokens) {
+        fprintf(stderr, "adamas-run logits: %s holds %zu tokens: --ctx %zu and --tail %u do not "
+                        "fit\n", o->file, n, ctx, o->tail);
+        goto done;
+    }
+    logits = malloc(ctx * vocab * sizeof *logits);
+    out = fopen(o->out_path, "wb");
+    if (!logits || !out) {
+        fprintf(stderr, "adamas-run logits: %s\n", logits ? "cannot create the output"
+                                                          : "out of memory");
+        goto done;
+    }
+    uint32_t prefill = (uint32_t)ctx - o->tail;
+    if (engine_prefill(e, tokens, prefill, logits))
+        goto done;
+    for (uint32_t p = prefill; p < ctx; p++) {
+        if (engine_decode(e, tokens[p]))
+            goto done;
+        memcpy(logits + (size_t)p * vocab, e->state.logits, vocab * sizeof *logits);
+    }
+    if (fwrite(logits, sizeof *logits, ctx * vocab, out) != ctx * vocab) {
+        fprintf(stderr, "adamas-run logits: writing %s failed\n", o->out_path);
+        goto done;
+    }
+    printf("logits: %zu tokens (%u prefilled, %u decoded) x %u to %s\n", ctx, prefill, o->tail,
+           vocab, o->out_path);
+    print_speed(stdout, &e->sp);
+    rc = 0;
+done:
+    if (out && fclose(out) && !rc) {
+        fprintf(stderr, "adamas-run logits: writing %s failed\n", o->out_path);
+        rc = 1;
+    }
+    free(tokens);
+    free(logits);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------- main */
+
+int main(int argc, char **argv)
+{
+    options o;
+    if (parse_options(argc, argv, &o))
+        return 2;
+    const char *path = o.model_path ? o.model_path : ADAMAS_RUN_DEFAULT_MODEL;
+    if (!o.model_path && access(path, R_OK) != 0) {
+        fprintf(stderr,
+                "adamas-run: no model given and the default %s is absent.\n"
+                "  Pass one with -m FILE (a llama GGUF with a byte-level BPE vocabulary);\n"
+                "  tools/train/train.py trains the reference model and exports it there.\n",
+                path);
+        return 1;
+    }
+    if (o.threads) {
+        llama_set_threads(o.threads);
+        adamas_set_num_threads(o.threads);
+    }
+    engine e = {.o = &o};
+    char err[512];
+    double t0 = now_seconds();
+    if (llama_load(path, &e.model, err, sizeof err)) {
+        fprintf(stderr, "adamas-run: %s\n", err);
+        return 1;
+    }
+    const llama_config *c = &e.model.config;
+    fprintf(stderr, "adamas-run: %s: %u layers, dim %u, %u heads (%u kv) of %u, ffn %u, vocab %u, "
+                    "trained context %u; kernels %s; loaded in %.2f s\n",
+            path, c->n_layers, c->dim, c->n_heads, c->n_kv_heads, c->head_dim, c->hidden_dim,
+            c->vocab_size, c->context_length, adamas_isa_name(), now_seconds() - t0);
+
+    llama_attention attn = {
+        .sparse = adamas_decode_params_default(o.select->selector, o.budget),
+        .dense_layers = o.dense_layers,
+        .calibrate = o.select->calibrate,
+        .tau = o.tau,
+        .kv_dtype = o.kv_dtype,
+    };
+    attn.sparse.rerank = o.select->rerank;
+    if (o.select->selector == ADAMAS_SELECT_ADAMAS || o.select->selector == ADAMAS_SELECT_ORACLE ||
+        o.select->selector == ADAMAS_SELECT_STREAMING) {
+        if (o.sink_set)
+            attn.sparse.sink = o.sink;
+        if (o.recent_set)
+            attn.sparse.recent = o.recent;
+    }
+    uint32_t max_tokens = o.ctx ? o.ctx : c->context_length;
+    if (!strcmp(o.mode, "generate") && !o.ctx)
+        max_tokens = c->context_length;
+    if (!strcmp(o.mode, "logits") && !o.ctx) {
+        /* the whole file: at most the trained context (set --ctx to go beyond) */
+        max_tokens = c->context_length;
+    }
+    if (max_tokens > c->context_length)
+        fprintf(stderr, "adamas-run: warning: a context of %u tokens is beyond the %u the model "
+                        "was trained for\n", max_tokens, c->context_length);
+    int rc = 1;
+    if (llama_state_init(&e.state, &e.model, &attn, max_tokens)) {
+        fprintf(stderr, "adamas-run: %s\n", e.state.error);
+        llama_free(&e.model);
+        return 1;
+    }
+    if (!strcmp(o.mode, "generate"))
+        rc = generate_main(&e);
+    else if (!strcmp(o.mode, "perplexity"))
+        rc = perplexity_main(&e);
+    else if (!strcmp(o.mode, "passkey"))
+        rc = passkey_main(&e);
+    else
+        rc = logits_main(&e);
+    llama_state_free(&e.state);
+    llama_free(&e.model);
+    return rc;
+}
