@@ -169,7 +169,7 @@ static void attend_dense_chunk(const decode_step *s, adamas_workspace *ws, const
                                uint32_t g, uint32_t k)
 {
     const adamas_cache *c = s->cache;
-    const size_t d = c->cfg.head_dim, pstride = d + 2, h0 = (size_t)g * c->group;
+    const size_t d = c->cfg.head_dim, pstride = adamas_partial_stride(d), h0 = (size_t)g * c->group;
     const uint32_t first = k * ADAMAS_ATTN_CHUNK;
     const uint32_t count = s->n - first < ADAMAS_ATTN_CHUNK ? s->n - first : ADAMAS_ATTN_CHUNK;
     adamas_attend_chunk(c, s->kern, g, q + h0 * d, c->group, NULL, first, count,
@@ -184,7 +184,7 @@ static void attend_sparse_head(const decode_step *s, adamas_workspace *ws, const
                                uint32_t h)
 {
     const adamas_cache *c = s->cache;
-    const size_t d = c->cfg.head_dim, pstride = d + 2;
+    const size_t d = c->cfg.head_dim, pstride = adamas_partial_stride(d);
     select_head(s, ws, q, h);
     const uint32_t m = ws->set_len[h];
     const uint32_t *set = ws->set + (size_t)h * ws->cap_width;
@@ -222,7 +222,7 @@ static void run_step(const decode_step *s, adamas_workspace *ws, const float *q,
 {
     const adamas_cache *c = s->cache;
     const uint32_t n_heads = c->cfg.n_heads, n_kv = c->cfg.n_kv_heads;
-    const size_t d = c->cfg.head_dim, pstride = d + 2;
+    const size_t d = c->cfg.head_dim, pstride = adamas_partial_stride(d);
     const bool scan = s->selector == ADAMAS_SELECT_ADAMAS && !s->dense;
     const uint32_t scan_chunks = scan ? ceil_div(s->n_cand, ADAMAS_SCAN_CHUNK) : 0;
     const uint32_t dense_chunks = s->dense ? ceil_div(s->n, ADAMAS_ATTN_CHUNK) : 0;

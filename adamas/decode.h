@@ -57,7 +57,7 @@ struct adamas_workspace {
     uint32_t *hist;       /* [cap_heads][scan_chunks][cap_bins] per scan item          */
     uint32_t *set;        /* [cap_heads][cap_width]          attended tokens          */
     uint32_t *set_len;    /* [cap_heads]                     their count              */
-    float *partial;       /* [cap_heads][attn_chunks][head_dim + 2] m, s, o           */
+    float *partial;       /* [cap_heads][attn_chunks][partial stride] m, s, o[d]      */
     /* per thread */
     uint32_t *merged;     /* [cap_threads][cap_bins]         one head's histogram     */
     uint32_t *cand;       /* [cap_threads][cap_tokens]       shortlist, chosen pages  */
@@ -91,8 +91,31 @@ void adamas_attend_chunk(const adamas_cache *c, const adamas_kernels *kern, uint
                          const float *q, uint32_t heads, const uint32_t *set, uint32_t first,
                          uint32_t count, float *logits, float *partial, size_t stride);
 
-/* Phase 5: out[d] = softmax attention from n_chunks partials (stride d + 2), combined
- * in order. */
+/* Rows ahead of the one in use that row loops prefetch: gathers need it, and the
+ * hardware prefetcher alone leaves even contiguous rows waiting on memory. */
+#define PREFETCH_ROWS 8
+
+/* Ask for the cache lines of bytes at p, which will be read soon. */
+static inline void adamas_prefetch(const void *p, size_t bytes)
+{
+#if defined(__GNUC__)
+    for (size_t off = 0; off < bytes; off += 64)
+        __builtin_prefetch((const char *)p + off);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
+/* Floats between consecutive partial results: d + 2 rounded up to a cache line, so
+ * that threads writing neighbouring partials never share a line. */
+static inline size_t adamas_partial_stride(size_t d)
+{
+    return (d + 2 + 15) / 16 * 16;
+}
+
+/* Phase 5: out[d] = softmax attention from n_chunks partials (adamas_partial_stride
+ * apart), combined in order. */
 void adamas_attend_combine(const float *partial, uint32_t n_chunks, size_t d, float *out);
 
 #endif

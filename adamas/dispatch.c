@@ -15,8 +15,10 @@ const adamas_kernels adamas_kernels_scalar = {
     .encode = adamas_encode_scalar,
     .hadamard_encode = adamas_hadamard_encode_scalar,
     .scan = {adamas_scan_l1_scalar, adamas_scan_xorw_scalar},
+    .emit = adamas_emit_scalar,
     .dot = {adamas_dot_f32_scalar, adamas_dot_f16_scalar, adamas_dot_bf16_scalar},
     .axpy = {adamas_axpy_f32_scalar, adamas_axpy_f16_scalar, adamas_axpy_bf16_scalar},
+    .widen = {adamas_widen_f32_scalar, adamas_widen_f16_scalar, adamas_widen_bf16_scalar},
     .exp_sum = adamas_exp_sum_scalar,
     .page_score = adamas_page_score_scalar,
 };

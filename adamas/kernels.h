@@ -6,12 +6,13 @@
  * above this table (cache, selection, decode) is written once and never knows the ISA.
  *
  * Contracts every implementation keeps:
- *   - hadamard, encode, scan: bit-identical to the scalar entries;
+ *   - hadamard, encode, scan, emit: bit-identical to the scalar entries;
  *   - dot, page_score: bit-identical too, because they rank tokens (oracle, rerank,
  *     Quest).  Their summation order is fixed: 16 interleaved f32 partial sums,
  *     lane l = l-th element of each 16-element block, each step `acc += a*b` with
  *     the product rounded first (no FMA), then the lanes folded pairwise
  *     acc[l] += acc[l+8], acc[l] += acc[l+4], acc[l] += acc[l+2], acc[l] += acc[l+1];
+ *   - widen: exact;
  *   - axpy, exp_sum: within a few ulp of the scalar entries.
  */
 #ifndef ADAMAS_KERNELS_H
@@ -28,11 +29,20 @@
 typedef void (*adamas_scan_fn)(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
                                uint16_t *dist, uint32_t *hist);
 
+/* The positions of a selection, given its threshold t: every j < cutoff with
+ * dist[j] < t and every j >= cutoff with dist[j] <= t, ascending, written as base + j
+ * to idx.  Exactly k positions qualify (the caller chose t and cutoff so). */
+typedef void (*adamas_emit_fn)(const uint16_t *dist, uint32_t n, uint32_t t, uint32_t cutoff,
+                               uint32_t base, uint32_t k, uint32_t *idx);
+
 /* q[d] . row[d], row of one storage dtype, in the fixed summation order. */
 typedef float (*adamas_dot_fn)(const float *q, const void *row, size_t d);
 
 /* y[d] += a * row[d], row of one storage dtype. */
 typedef void (*adamas_axpy_fn)(float *y, float a, const void *row, size_t d);
+
+/* dst[d] = row[d] widened to f32 (exact), row of one storage dtype. */
+typedef void (*adamas_widen_fn)(float *dst, const void *row, size_t d);
 
 typedef struct adamas_kernels {
     const char *name;
@@ -43,8 +53,10 @@ typedef struct adamas_kernels {
     /* hadamard(x) then encode(x): x is left transformed. */
     void (*hadamard_encode)(float *x, size_t d, const float th[3], uint64_t *code);
     adamas_scan_fn scan[2];   /* indexed by adamas_metric */
+    adamas_emit_fn emit;      /* the positions a histogram select takes */
     adamas_dot_fn dot[3];     /* indexed by adamas_dtype of the row */
     adamas_axpy_fn axpy[3];   /* indexed by adamas_dtype of the row */
+    adamas_widen_fn widen[3]; /* indexed by adamas_dtype of the row */
     /* s[i] = exp(s[i] - max) for i < n; returns the sum of the new s[i]. */
     float (*exp_sum)(float *s, size_t n, float max);
     /* Quest bound of a page: sum_i max(q_i*lo_i, q_i*hi_i), fixed summation order. */
@@ -65,6 +77,8 @@ void adamas_encode_scalar(const float *xh, size_t d, const float th[3], uint64_t
 void adamas_hadamard_encode_scalar(float *x, size_t d, const float th[3], uint64_t *code);
 void adamas_scan_l1_scalar(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
                            uint16_t *dist, uint32_t *hist);
+void adamas_emit_scalar(const uint16_t *dist, uint32_t n, uint32_t t, uint32_t cutoff,
+                        uint32_t base, uint32_t k, uint32_t *idx);
 void adamas_scan_xorw_scalar(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
                              uint16_t *dist, uint32_t *hist);
 float adamas_dot_f32_scalar(const float *q, const void *row, size_t d);
@@ -73,6 +87,9 @@ float adamas_dot_bf16_scalar(const float *q, const void *row, size_t d);
 void adamas_axpy_f32_scalar(float *y, float a, const void *row, size_t d);
 void adamas_axpy_f16_scalar(float *y, float a, const void *row, size_t d);
 void adamas_axpy_bf16_scalar(float *y, float a, const void *row, size_t d);
+void adamas_widen_f32_scalar(float *dst, const void *row, size_t d);
+void adamas_widen_f16_scalar(float *dst, const void *row, size_t d);
+void adamas_widen_bf16_scalar(float *dst, const void *row, size_t d);
 float adamas_exp_sum_scalar(float *s, size_t n, float max);
 float adamas_page_score_scalar(const float *q, const float *lo, const float *hi, size_t d);
 

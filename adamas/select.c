@@ -1,8 +1,11 @@
-/* select.c - top-k: histogram select (fast path) and heap select (reference). */
+/* select.c - top-k: histogram select of distances (with a heap version as reference),
+ * radix select of float scores. */
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "error.h"
+#include "kernels.h"
 #include "select.h"
 
 /* ------------------------------------------------------------------ histogram */
@@ -18,28 +21,46 @@ static void threshold_from_hist(const uint32_t *hist, uint32_t nbins, uint32_t k
     *n_below = below;
 }
 
+void adamas_emit_scalar(const uint16_t *dist, uint32_t n, uint32_t t, uint32_t cutoff,
+                        uint32_t base, uint32_t k, uint32_t *idx)
+{
+    /* Whether a position is taken is data, not a branch: the slot after the last one
+     * taken is written and overwritten, and the loops stop once k are taken (no
+     * later position qualifies), so nothing lands past idx[k-1]. */
+    uint32_t m = 0;
+    for (uint32_t j = 0; j < cutoff; j++) {
+        idx[m] = base + j;
+        m += dist[j] < t;
+        if (m == k)
+            return;
+    }
+    for (uint32_t j = cutoff; j < n; j++) {
+        idx[m] = base + j;
+        m += dist[j] <= t;
+        if (m == k)
+            return;
+    }
+}
+
 /* Emit, ascending, every position with dist < t and the `k - n_below` largest
  * positions with dist == t. */
 static void emit_selection(const uint16_t *dist, uint32_t n, uint32_t k, uint32_t t,
-                           uint32_t n_below, uint32_t base, uint32_t *idx)
+                           uint32_t n_below, uint32_t base, adamas_emit_fn emit, uint32_t *idx)
 {
     uint32_t ties = k - n_below, cutoff = n;
     while (ties > 0)
         if (dist[--cutoff] == t)
             ties--;
-    uint32_t m = 0;
-    for (uint32_t j = 0; j < n; j++)
-        if (dist[j] < t || (dist[j] == t && j >= cutoff))
-            idx[m++] = base + j;
+    emit(dist, n, t, cutoff, base, k, idx);
 }
 
 void adamas_select_smallest_hist(const uint16_t *dist, uint32_t n, uint32_t k,
                                  const uint32_t *hist, uint32_t nbins, uint32_t base,
-                                 uint32_t *idx)
+                                 adamas_emit_fn emit, uint32_t *idx)
 {
     uint32_t t, n_below;
     threshold_from_hist(hist, nbins, k, &t, &n_below);
-    emit_selection(dist, n, k, t, n_below, base, idx);
+    emit_selection(dist, n, k, t, n_below, base, emit, idx);
 }
 
 int adamas_topk_smallest(const uint16_t *dist, size_t n, size_t k, uint32_t *idx)
@@ -66,39 +87,72 @@ int adamas_topk_smallest(const uint16_t *dist, size_t n, size_t k, uint32_t *idx
         if ((dist[j] >> 8) == hi)
             hist[dist[j] & 0xff]++;
     threshold_from_hist(hist, 256, (uint32_t)k - below_hi, &lo, &below_lo);
-    emit_selection(dist, (uint32_t)n, (uint32_t)k, hi << 8 | lo, below_hi + below_lo, 0, idx);
+    emit_selection(dist, (uint32_t)n, (uint32_t)k, hi << 8 | lo, below_hi + below_lo, 0,
+                   adamas_emit_scalar, idx);
     return ADAMAS_OK;
+}
+
+/* ------------------------------------------------------ largest of f32 scores */
+
+/* Order-preserving map of a float onto uint32 (a larger float, a larger key); -0 maps
+ * as +0, so that the two tie, as they compare equal. */
+static inline uint32_t order_key(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if (u == 0x80000000u)
+        u = 0;
+    return (u & 0x80000000u) ? ~u : u | 0x80000000u;
+}
+
+void adamas_select_largest_f32(const float *score, uint32_t n, uint32_t k, uint32_t *idx)
+{
+    /* Radix select of the k-th largest key, one byte at a time from the top: `need`
+     * counts how many keys still have to come from those matching `prefix`. */
+    uint32_t prefix = 0, mask = 0, need = k;
+    for (int shift = 24; shift >= 0; shift -= 8) {
+        uint32_t hist[256] = {0};
+        for (uint32_t j = 0; j < n; j++) {
+            uint32_t key = order_key(score[j]);
+            if ((key & mask) == prefix)
+                hist[(key >> shift) & 0xff]++;
+        }
+        uint32_t b = 255;
+        while (hist[b] < need)
+            need -= hist[b--];
+        prefix |= b << shift;
+        mask |= 0xffu << shift;
+    }
+    /* Keys above `prefix` all, and the `need` last positions whose key equals it. */
+    uint32_t cutoff = n;
+    for (uint32_t ties = need; ties > 0;)
+        if (order_key(score[--cutoff]) == prefix)
+            ties--;
+    uint32_t m = 0;
+    for (uint32_t j = 0; j < n && m < k; j++) {
+        uint32_t key = order_key(score[j]);
+        if (key > prefix || (key == prefix && j >= cutoff))
+            idx[m++] = j;
+    }
 }
 
 /* ----------------------------------------------------------------------- heap */
 
-/* What a heap ranks: smaller dist is better, or larger score is better; equal keys
- * rank the larger position better. */
-typedef struct {
-    const uint16_t *dist;
-    const float *score;
-} ranking;
-
-static bool worse(const ranking *r, uint32_t a, uint32_t b)
+/* Smaller distance ranks better; equal distances rank the larger position better. */
+static bool worse(const uint16_t *dist, uint32_t a, uint32_t b)
 {
-    if (r->dist) {
-        if (r->dist[a] != r->dist[b])
-            return r->dist[a] > r->dist[b];
-    } else if (r->score[a] != r->score[b]) {
-        return r->score[a] < r->score[b];
-    }
-    return a < b;
+    return dist[a] != dist[b] ? dist[a] > dist[b] : a < b;
 }
 
 /* Restore the heap (worst on top) below slot i of heap[size]. */
-static void sift_down(const ranking *r, uint32_t *heap, uint32_t size, uint32_t i)
+static void sift_down(const uint16_t *dist, uint32_t *heap, uint32_t size, uint32_t i)
 {
     for (;;) {
-        uint32_t l = 2 * i + 1, rr = l + 1, top = i;
-        if (l < size && worse(r, heap[l], heap[top]))
+        uint32_t l = 2 * i + 1, r = l + 1, top = i;
+        if (l < size && worse(dist, heap[l], heap[top]))
             top = l;
-        if (rr < size && worse(r, heap[rr], heap[top]))
-            top = rr;
+        if (r < size && worse(dist, heap[r], heap[top]))
+            top = r;
         if (top == i)
             return;
         uint32_t tmp = heap[i];
@@ -114,32 +168,19 @@ static int cmp_u32(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The k best of positions 0..n-1 into heap[k], then sorted ascending. */
-static void heap_select(const ranking *r, uint32_t n, uint32_t k, uint32_t *heap)
-{
-    for (uint32_t j = 0; j < k; j++)
-        heap[j] = j;
-    for (uint32_t i = k / 2; i-- > 0;)
-        sift_down(r, heap, k, i);
-    for (uint32_t j = k; j < n; j++)
-        if (worse(r, heap[0], j)) {
-            heap[0] = j;
-            sift_down(r, heap, k, 0);
-        }
-    qsort(heap, k, sizeof *heap, cmp_u32);
-}
-
 void adamas_select_smallest_heap(const uint16_t *dist, uint32_t n, uint32_t k, uint32_t base,
                                  uint32_t *idx)
 {
-    ranking r = {dist, NULL};
-    heap_select(&r, n, k, idx);
+    for (uint32_t j = 0; j < k; j++)
+        idx[j] = j;
+    for (uint32_t i = k / 2; i-- > 0;)
+        sift_down(dist, idx, k, i);
+    for (uint32_t j = k; j < n; j++)
+        if (worse(dist, idx[0], j)) {
+            idx[0] = j;
+            sift_down(dist, idx, k, 0);
+        }
+    qsort(idx, k, sizeof *idx, cmp_u32);
     for (uint32_t j = 0; j < k; j++)
         idx[j] += base;
-}
-
-void adamas_select_largest_f32(const float *score, uint32_t n, uint32_t k, uint32_t *idx)
-{
-    ranking r = {NULL, score};
-    heap_select(&r, n, k, idx);
 }

@@ -7,18 +7,21 @@
 
 #include <stdint.h>
 
+#include "kernels.h"
+
 /* Histogram select of the k smallest of dist[n] (1 <= k <= n), given
  * hist[v] = count of dist == v for v < nbins (every dist < nbins).
- * Writes base + position, ascending, to idx[k]. */
+ * Writes base + position, ascending, to idx[k], through an emit kernel. */
 void adamas_select_smallest_hist(const uint16_t *dist, uint32_t n, uint32_t k,
                                  const uint32_t *hist, uint32_t nbins, uint32_t base,
-                                 uint32_t *idx);
+                                 adamas_emit_fn emit, uint32_t *idx);
 
 /* The same set by a bounded max-heap: the reference the histogram is tested against. */
 void adamas_select_smallest_heap(const uint16_t *dist, uint32_t n, uint32_t k, uint32_t base,
                                  uint32_t *idx);
 
-/* Positions of the k largest of score[n] (1 <= k <= n), ascending, by a heap. */
+/* Positions of the k largest of score[n] (1 <= k <= n), ascending, by a radix select
+ * on the scores' bits (finite scores; -0 and +0 tie). */
 void adamas_select_largest_f32(const float *score, uint32_t n, uint32_t k, uint32_t *idx);
 
 #endif

@@ -40,8 +40,11 @@ static void exact_logits(const decode_step *s, uint32_t kv_head, const float *q,
 {
     const adamas_cache *c = s->cache;
     adamas_dot_fn dot = s->kern->dot[c->cfg.kv_dtype];
+    const size_t row_bytes = (size_t)c->cfg.head_dim * c->elem_size;
     for (uint32_t i = 0; i < m; i++) {
         uint32_t token = tokens ? tokens[i] : first + i;
+        if (tokens && i + PREFETCH_ROWS < m)
+            adamas_prefetch(adamas_cache_key_row(c, kv_head, tokens[i + PREFETCH_ROWS]), row_bytes);
         score[i] = dot(q, adamas_cache_key_row(c, kv_head, token), c->cfg.head_dim);
     }
 }
@@ -55,13 +58,15 @@ static void pick_by_codes(const decode_step *s, uint32_t kv_head, const float *q
     const uint32_t n_cand = s->n_cand, k_free = s->k_free;
     uint64_t wanted = (uint64_t)s->rerank * k_free;
     if (s->rerank <= 1 || wanted <= k_free) {
-        adamas_select_smallest_hist(dist, n_cand, k_free, hist, s->nbins, s->sink, picked);
+        adamas_select_smallest_hist(dist, n_cand, k_free, hist, s->nbins, s->sink, s->kern->emit,
+                                    picked);
         return;
     }
     /* Two stages: codes shortlist R*k_free candidates, exact logits keep k_free.
      * The shortlist is ascending, so ties of the logit go to the more recent token. */
     uint32_t n_short = wanted < n_cand ? (uint32_t)wanted : n_cand;
-    adamas_select_smallest_hist(dist, n_cand, n_short, hist, s->nbins, s->sink, cand);
+    adamas_select_smallest_hist(dist, n_cand, n_short, hist, s->nbins, s->sink, s->kern->emit,
+                                cand);
     exact_logits(s, kv_head, q, cand, 0, n_short, score);
     adamas_select_largest_f32(score, n_short, k_free, picked);
     for (uint32_t i = 0; i < k_free; i++)

@@ -82,7 +82,8 @@ static size_t carve(adamas_workspace *ws)
         size_t bytes;
     } arrays[] = {
         {(void **)&ws->qcode, heads * ws->cap_words * sizeof(uint64_t)},
-        {(void **)&ws->partial, heads * ws->attn_chunks * (ws->cap_dim + 2) * sizeof(float)},
+        {(void **)&ws->partial,
+         heads * ws->attn_chunks * adamas_partial_stride(ws->cap_dim) * sizeof(float)},
         {(void **)&ws->logits, threads * heads * ADAMAS_ATTN_CHUNK * sizeof(float)},
         {(void **)&ws->score, threads * tokens * sizeof(float)},
         {(void **)&ws->hist, heads * ws->scan_chunks * ws->cap_bins * sizeof(uint32_t)},

@@ -275,6 +275,9 @@ static inline __m256i pair_sums(__m256i a, __m256i b)
     return _mm256_add_epi64(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
 }
 
+/* How far ahead of the batch in use the scan prefetches its codes. */
+#define SCAN_PREFETCH_BYTES 4096
+
 /* Distances of m <= 8 keys codes[m][words] (words a constant after inlining). */
 static inline void scan_batch(const __m256i *qv, const uint64_t *codes, size_t words, size_t m,
                               int tail, int xorw, uint16_t *dist)
@@ -337,9 +340,16 @@ static inline void scan_words(const uint64_t *q, const uint64_t *codes, size_t w
         for (size_t r = 0; r < words / 4; r++)
             qv[r] = _mm256_loadu_si256((const __m256i *)(q + 4 * r));
 
+    /* Ask for the codes SCAN_PREFETCH_BYTES ahead: the hardware prefetcher alone
+     * leaves the scan waiting on memory much of the time. */
+    const size_t batch_bytes = 8 * words * sizeof(uint64_t);
     size_t j = 0;
-    for (; j + 8 <= n; j += 8)
+    for (; j + 8 <= n; j += 8) {
+        const char *ahead = (const char *)(codes + j * words) + SCAN_PREFETCH_BYTES;
+        for (size_t off = 0; off < batch_bytes; off += 64)
+            _mm_prefetch(ahead + off, _MM_HINT_T0);
         scan_batch(qv, codes + j * words, words, 8, 0, xorw, dist + j);
+    }
     if (j < n)
         scan_batch(qv, codes + j * words, words, n - j, 1, xorw, dist + j);
     /* The histogram stays scalar: AVX2 has no scatter. */
@@ -427,6 +437,29 @@ static float dot_f16_avx2(const float *q, const void *row, size_t d)
 static float dot_bf16_avx2(const float *q, const void *row, size_t d)
 {
     return dot_rows(q, row, d, load_bf16);
+}
+
+/* dst = row widened to f32; d is a multiple of 8 for every head dimension. */
+static inline void widen_rows(float *dst, const void *row, size_t d,
+                              __m256 (*load)(const void *, size_t))
+{
+    for (size_t i = 0; i < d; i += LANES)
+        _mm256_storeu_ps(dst + i, load(row, i));
+}
+
+static void widen_f32_avx2(float *dst, const void *row, size_t d)
+{
+    widen_rows(dst, row, d, load_f32);
+}
+
+static void widen_f16_avx2(float *dst, const void *row, size_t d)
+{
+    widen_rows(dst, row, d, load_f16);
+}
+
+static void widen_bf16_avx2(float *dst, const void *row, size_t d)
+{
+    widen_rows(dst, row, d, load_bf16);
 }
 
 /* y += a*row, the product rounded then added: bit-identical to the scalar loop.
@@ -560,7 +593,9 @@ const adamas_kernels adamas_kernels_avx2 = {
     .hadamard_encode = hadamard_encode_avx2,
     .scan = {scan_l1_avx2, scan_xorw_avx2},
     .dot = {dot_f32_avx2, dot_f16_avx2, dot_bf16_avx2},
+    .emit = adamas_emit_scalar, /* no compress instruction: the branch-free loop it is */
     .axpy = {axpy_f32_avx2, axpy_f16_avx2, axpy_bf16_avx2},
+    .widen = {widen_f32_avx2, widen_f16_avx2, widen_bf16_avx2},
     .exp_sum = exp_sum_avx2,
     .page_score = page_score_avx2,
 };

@@ -277,6 +277,9 @@ static inline __m512i pair_sums(__m512i a, __m512i b, int weighted)
     return _mm512_add_epi64(e, weighted ? _mm512_slli_epi64(o, 1) : o);
 }
 
+/* How far ahead of the batch in use the scan prefetches its codes. */
+#define SCAN_PREFETCH_BYTES 4096
+
 /* Mask of the valid 64-bit lanes of register r of a batch with `valid` valid words. */
 static inline __mmask8 lanes_valid(size_t valid, size_t r)
 {
@@ -331,9 +334,16 @@ static inline void scan_words(const uint64_t *q, const uint64_t *codes, size_t w
         for (size_t k = 0; k < words / 8; k++)
             qv[k] = _mm512_loadu_si512(q + 8 * k);
 
+    /* Ask for the codes PREFETCH_BYTES ahead: the hardware prefetcher alone leaves
+     * the scan waiting on memory about half of the time. */
+    const size_t batch_bytes = 8 * words * sizeof(uint64_t);
     size_t j = 0;
-    for (; j + 8 <= n; j += 8)
+    for (; j + 8 <= n; j += 8) {
+        const char *ahead = (const char *)(codes + j * words) + SCAN_PREFETCH_BYTES;
+        for (size_t off = 0; off < batch_bytes; off += 64)
+            _mm_prefetch(ahead + off, _MM_HINT_T0);
         scan_batch(qv, codes + j * words, words, 8, 0, xorw, vpopcnt, dist + j);
+    }
     if (j < n)
         scan_batch(qv, codes + j * words, words, n - j, 1, xorw, vpopcnt, dist + j);
     /* The histogram stays scalar: equal distances collide, and scatter has no
@@ -417,6 +427,40 @@ static void scan_xorw_avx512(const uint64_t *q, const uint64_t *codes, size_t wo
         adamas_scan_xorw_avx512_vpshufb(q, codes, words, n, dist, hist);
 }
 
+/* ============================================================ selection emit */
+
+/* The scalar emit, 16 positions per step: compare 16 distances, compress the
+ * positions that qualify.  Exactly k positions qualify in all, so the compressing
+ * stores never write past idx[k-1]. */
+static void emit_avx512(const uint16_t *dist, uint32_t n, uint32_t t, uint32_t cutoff,
+                        uint32_t base, uint32_t k, uint32_t *idx)
+{
+    const __m256i tv = _mm256_set1_epi16((short)t);
+    const __m512i step = _mm512_set1_epi32(16);
+    __m512i pos = _mm512_add_epi32(_mm512_set1_epi32((int)base),
+                                   _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+                                                     13, 14, 15));
+    uint32_t m = 0, j = 0;
+    for (; j + 16 <= cutoff && m < k; j += 16, pos = _mm512_add_epi32(pos, step)) {
+        __mmask16 take = _mm256_cmplt_epu16_mask(_mm256_loadu_si256((const __m256i *)(dist + j)), tv);
+        _mm512_mask_compressstoreu_epi32(idx + m, take, pos);
+        m += (uint32_t)__builtin_popcount(take);
+    }
+    for (; j < cutoff && m < k; j++) /* up to the cutoff, then from it in steps of 16 */
+        if (dist[j] < t)
+            idx[m++] = base + j;
+    pos = _mm512_add_epi32(_mm512_set1_epi32((int)(base + j)),
+                           _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    for (; j + 16 <= n && m < k; j += 16, pos = _mm512_add_epi32(pos, step)) {
+        __mmask16 take = _mm256_cmple_epu16_mask(_mm256_loadu_si256((const __m256i *)(dist + j)), tv);
+        _mm512_mask_compressstoreu_epi32(idx + m, take, pos);
+        m += (uint32_t)__builtin_popcount(take);
+    }
+    for (; j < n && m < k; j++)
+        if (dist[j] <= t)
+            idx[m++] = base + j;
+}
+
 /* ====================================================== attention arithmetic */
 
 /* Rows of each storage dtype widened to f32 (exact: f16 and bf16 are subsets of f32). */
@@ -458,6 +502,18 @@ static inline float fold_lanes(__m512 acc)
 DEFINE_DOT(dot_f32_avx512, load_f32)
 DEFINE_DOT(dot_f16_avx512, load_f16)
 DEFINE_DOT(dot_bf16_avx512, load_bf16)
+
+/* dst = row widened to f32; d is a multiple of 16. */
+#define DEFINE_WIDEN(name, load)                                                 \
+    static void name(float *dst, const void *row, size_t d)                      \
+    {                                                                            \
+        for (size_t i = 0; i < d; i += LANES)                                    \
+            _mm512_storeu_ps(dst + i, load(row, i));                             \
+    }
+
+DEFINE_WIDEN(widen_f32_avx512, load_f32)
+DEFINE_WIDEN(widen_f16_avx512, load_f16)
+DEFINE_WIDEN(widen_bf16_avx512, load_bf16)
 
 /* y += a*row, product rounded then added: bit-identical to the scalar loop. */
 static void axpy_f32_avx512(float *y, float a, const void *row, size_t d)
@@ -575,7 +631,9 @@ const adamas_kernels adamas_kernels_avx512 = {
     .hadamard_encode = hadamard_encode_avx512,
     .scan = {scan_l1_avx512, scan_xorw_avx512},
     .dot = {dot_f32_avx512, dot_f16_avx512, dot_bf16_avx512},
+    .emit = emit_avx512,
     .axpy = {axpy_f32_avx512, axpy_f16_avx512, axpy_bf16_avx512},
+    .widen = {widen_f32_avx512, widen_f16_avx512, widen_bf16_avx512},
     .exp_sum = exp_sum_avx512,
     .page_score = page_score_avx512,
 };

@@ -247,6 +247,9 @@ ALWAYS_INLINE uint64x2_t l1_planes(uint64x2_t key, uint64x2_t q, uint64x2_t odd)
     return vbicq_u64(x, vandq_u64(vextq_u64(e, e, 1), odd));
 }
 
+/* How far ahead of the key in use the scan prefetches its codes. */
+#define SCAN_PREFETCH_BYTES 4096
+
 ALWAYS_INLINE void scan_words(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
                               uint16_t *dist, uint32_t *hist, int xorw)
 {
@@ -257,6 +260,9 @@ ALWAYS_INLINE void scan_words(const uint64_t *q, const uint64_t *codes, size_t w
         qv[g] = vld1q_u64(q + 2 * g);
     for (size_t j = 0; j < n; j++) {
         const uint64_t *key = codes + j * words;
+        /* one cache line of codes, SCAN_PREFETCH_BYTES ahead, per line crossed */
+        if ((j * words * sizeof(uint64_t)) % 64 == 0)
+            __builtin_prefetch((const char *)key + SCAN_PREFETCH_BYTES);
         uint8x16_t bytes = vdupq_n_u8(0);
         for (size_t g = 0; g < words / 2; g++) {
             uint64x2_t k = vld1q_u64(key + 2 * g);
@@ -348,6 +354,29 @@ static float dot_f16_neon(const float *q, const void *row, size_t d)
 static float dot_bf16_neon(const float *q, const void *row, size_t d)
 {
     return dot_rows(q, row, d, load_bf16);
+}
+
+/* dst = row widened to f32; d is a multiple of 4 for every head dimension. */
+static inline void widen_rows(float *dst, const void *row, size_t d,
+                              float32x4_t (*load)(const void *, size_t))
+{
+    for (size_t i = 0; i < d; i += LANES)
+        vst1q_f32(dst + i, load(row, i));
+}
+
+static void widen_f32_neon(float *dst, const void *row, size_t d)
+{
+    widen_rows(dst, row, d, load_f32);
+}
+
+static void widen_f16_neon(float *dst, const void *row, size_t d)
+{
+    widen_rows(dst, row, d, load_f16);
+}
+
+static void widen_bf16_neon(float *dst, const void *row, size_t d)
+{
+    widen_rows(dst, row, d, load_bf16);
 }
 
 /* y += a*row, the product rounded then added: bit-identical to the scalar loop.
@@ -478,7 +507,9 @@ const adamas_kernels adamas_kernels_neon = {
     .hadamard_encode = hadamard_encode_neon,
     .scan = {scan_l1_neon, scan_xorw_neon},
     .dot = {dot_f32_neon, dot_f16_neon, dot_bf16_neon},
+    .emit = adamas_emit_scalar, /* no compress instruction: the branch-free loop it is */
     .axpy = {axpy_f32_neon, axpy_f16_neon, axpy_bf16_neon},
+    .widen = {widen_f32_neon, widen_f16_neon, widen_bf16_neon},
     .exp_sum = exp_sum_neon,
     .page_score = page_score_neon,
 };

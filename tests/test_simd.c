@@ -806,3 +806,81 @@ Test(simd, decode_under_each_isa_selects_the_scalar_tokens)
         free(got.sel);
     }
 }
+
+/* ------------------------------------------------------- widening and emit */
+
+Test(simd, widen_is_exact_for_every_half_value)
+{
+    rng_seed_from_env();
+    FOR_EACH_VARIANT(v, "widen")
+    {
+        for (int dtype = 1; dtype < 3; dtype++) {
+            uint16_t *row = alloc_skewed(65536, 2, 2);
+            float *y = alloc_skewed(65536, 4, 4);
+            for (uint32_t h = 0; h < 65536; h++)
+                row[h] = (uint16_t)h;
+            v->k.widen[dtype](y, row, 65536);
+            for (uint32_t h = 0; h < 65536; h++) {
+                float want = dtype == ADAMAS_F16 ? adamas_f16_to_f32((uint16_t)h)
+                                                 : adamas_bf16_to_f32((uint16_t)h);
+                if (isnan(want))
+                    continue; /* payloads of NaN are outside the contract */
+                expect(f32_bits(y[h]) == f32_bits(want), "%s %s 0x%04x widened to %a, want %a",
+                       v->name, dtype_names[dtype], h, (double)y[h], (double)want);
+            }
+            free_skewed(row, 2);
+            free_skewed(y, 4);
+        }
+        uint32_t d = 16u << rng_below(7);
+        float *src = alloc_skewed(d, 4, 4), *dst = alloc_skewed(d, 4, 4);
+        rng_fill_normal(src, d, 100.0f);
+        v->k.widen[ADAMAS_F32](dst, src, d);
+        expect(memcmp(src, dst, d * sizeof *src) == 0, "%s f32 widen is not a copy", v->name);
+        free_skewed(src, 4);
+        free_skewed(dst, 4);
+    }
+}
+
+static int cmp_u16(const void *a, const void *b)
+{
+    return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
+}
+
+Test(simd, emit_takes_the_same_positions_as_scalar)
+{
+    rng_seed_from_env();
+    FOR_EACH_VARIANT(v, "emit")
+    {
+        for (int trial = 0; trial < 300; trial++) {
+            uint32_t n = 1 + rng_below(trial < 100 ? 40 : 5000);
+            uint32_t k = 1 + rng_below(n), range = 1 + rng_below(trial % 3 ? 8 : 400);
+            uint32_t base = rng_below(1u << 20);
+            uint16_t *dist = alloc_skewed(n, 2, 2), *sorted = malloc(n * sizeof *sorted);
+            for (uint32_t j = 0; j < n; j++)
+                dist[j] = (uint16_t)rng_below(range);
+            /* the threshold and cutoff of the k smallest, ties to the larger position */
+            memcpy(sorted, dist, n * sizeof *dist);
+            qsort(sorted, n, sizeof *sorted, cmp_u16);
+            uint32_t t = sorted[k - 1], below = 0, cutoff = n;
+            for (uint32_t j = 0; j < n; j++)
+                below += dist[j] < t;
+            for (uint32_t ties = k - below; ties > 0;)
+                if (dist[--cutoff] == t)
+                    ties--;
+            uint32_t *want = malloc((k + 16) * sizeof *want), *got = malloc((k + 16) * sizeof *got);
+            poison(want, (k + 16) * sizeof *want);
+            poison(got, (k + 16) * sizeof *got);
+            adamas_emit_scalar(dist, n, t, cutoff, base, k, want);
+            v->k.emit(dist, n, t, cutoff, base, k, got);
+            expect(memcmp(want, got, (k + 16) * sizeof *got) == 0,
+                   "%s: n %u k %u range %u: positions differ (or written past k)", v->name, n, k,
+                   range);
+            for (uint32_t i = 1; i < k; i++)
+                expect(got[i - 1] < got[i], "%s: not ascending at %u", v->name, i);
+            free(want);
+            free(got);
+            free(sorted);
+            free_skewed(dist, 2);
+        }
+    }
+}

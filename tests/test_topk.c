@@ -57,7 +57,7 @@ Test(topk, heap_and_histogram_equal_a_sort_under_heavy_ties)
         reference_smallest(dist, n, k, base, want);
         heap[k] = histo[k] = POISON_U32;
         adamas_select_smallest_heap(dist, n, k, base, heap);
-        adamas_select_smallest_hist(dist, n, k, hist, nbins, base, histo);
+        adamas_select_smallest_hist(dist, n, k, hist, nbins, base, adamas_emit_scalar, histo);
         expect_same(heap, want, k, "heap", n);
         expect_same(histo, want, k, "histogram", n);
         expect(heap[k] == POISON_U32 && histo[k] == POISON_U32, "wrote past idx[%u]", k);
@@ -81,7 +81,7 @@ Test(topk, equal_values_select_the_largest_positions)
         uint32_t k = 1 + rng_below(n), *a = malloc(k * sizeof *a), *b = malloc(k * sizeof *b),
                  *c = malloc(k * sizeof *c);
         adamas_select_smallest_heap(dist, n, k, 0, a);
-        adamas_select_smallest_hist(dist, n, k, hist, 100, 0, b);
+        adamas_select_smallest_hist(dist, n, k, hist, 100, 0, adamas_emit_scalar, b);
         expect(adamas_topk_smallest(dist, n, k, c) == ADAMAS_OK, "%s", adamas_last_error());
         for (uint32_t i = 0; i < k; i++) {
             expect(a[i] == n - k + i, "heap: idx[%u] = %u, expected %u", i, a[i], n - k + i);
