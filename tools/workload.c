@@ -89,6 +89,30 @@ int workload_fill(workload *w, adamas_cache *const *caches, size_t n_caches, wor
 
     for (size_t i = 0; i < (size_t)o->heads * d; i++)
         w->q[i] = query_scale * workload_rng_gauss(r);
+    /* Query heads that share a kv head look for similar tokens: with GQA each is 0.6
+     * of its own direction and 0.8 of one the group shares (the same variance).  The
+     * keys are pulled toward the group's mean query, so every head of the group finds
+     * them. */
+    float *q_mean = malloc((size_t)o->kv_heads * d * sizeof *q_mean);
+    if (!q_mean)
+        return ADAMAS_ENOMEM;
+    for (uint32_t g = 0; g < o->kv_heads; g++) {
+        float *mean = q_mean + (size_t)g * d;
+        for (uint32_t i = 0; i < d; i++)
+            mean[i] = g_size > 1 ? query_scale * workload_rng_gauss(r) : 0.0f;
+        for (uint32_t j = 0; j < g_size; j++) {
+            float *qh = w->q + ((size_t)g * g_size + j) * d;
+            for (uint32_t i = 0; i < d; i++)
+                if (g_size > 1)
+                    qh[i] = 0.6f * qh[i] + 0.8f * mean[i];
+        }
+        for (uint32_t i = 0; i < d; i++) {
+            double sum = 0.0;
+            for (uint32_t j = 0; j < g_size; j++)
+                sum += w->q[((size_t)g * g_size + j) * d + i];
+            mean[i] = (float)(sum / g_size);
+        }
+    }
     for (uint32_t g = 0; g < o->kv_heads; g++)
         for (int k = 0; k < N_NEEDLES; k++)
             needles[g][k] = o->tokens > 1 ? 1 + (uint32_t)(workload_rng_next(r) % (o->tokens - 1))
@@ -99,6 +123,7 @@ int workload_fill(workload *w, adamas_cache *const *caches, size_t n_caches, wor
     if (!k || !v) {
         free(k);
         free(v);
+        free(q_mean);
         return ADAMAS_ENOMEM;
     }
     double t0 = now_seconds();
@@ -112,8 +137,8 @@ int workload_fill(workload *w, adamas_cache *const *caches, size_t n_caches, wor
                     kr[i] = key_scale * workload_rng_gauss(r) + (i % 32 == 7 ? outlier : 0.0f);
                     vr[i] = workload_rng_gauss(r);
                 }
-                /* pull the key toward the group's first query: the sink, the needles,
-                 * and a heavy tail of 2% somewhat relevant tokens */
+                /* pull the key toward the group's mean query: the sink, the needles,
+                 * and passages of somewhat relevant tokens */
                 float pull = 0.0f;
                 uint32_t token = start + t;
                 if (passage_left[g] == 0 && workload_rng_next(r) % 2048 == 0) {
@@ -130,7 +155,7 @@ int workload_fill(workload *w, adamas_cache *const *caches, size_t n_caches, wor
                     if (needles[g][n] == token)
                         pull = 11.0f + (float)n * 0.25f;
                 if (pull > 0.0f) {
-                    const float *qg = w->q + (size_t)g * g_size * d;
+                    const float *qg = q_mean + (size_t)g * d;
                     double qq = 0.0;
                     for (uint32_t i = 0; i < d; i++)
                         qq += (double)qg[i] * qg[i];
@@ -144,6 +169,7 @@ int workload_fill(workload *w, adamas_cache *const *caches, size_t n_caches, wor
             if (st) {
                 free(k);
                 free(v);
+                free(q_mean);
                 return st;
             }
         }
@@ -169,6 +195,7 @@ int workload_fill(workload *w, adamas_cache *const *caches, size_t n_caches, wor
         fprintf(stderr, "\n");
     free(k);
     free(v);
+    free(q_mean);
     softmax_rows(w);
     return 0;
 }

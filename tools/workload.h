@@ -7,11 +7,12 @@
  *
  *   keys     N(0, 2^2) per dimension plus outlier channels of mean 12 (every 32nd
  *            dimension, as real models show and the Hadamard transform spreads out);
- *            some keys are pulled toward the first query head of their group, to a
- *            logit of `pull`: token 0 (an attention sink), 8 needles per kv head at
- *            random depths, and passages of 8 to 24 consecutive tokens (one per 2048
- *            tokens on average) a little
- *   queries  N(0, 0.4^2)
+ *            some keys are pulled toward the mean query of their group, to a logit of
+ *            `pull`: token 0 (an attention sink), 8 needles per kv head at random
+ *            depths, and passages of 8 to 24 consecutive tokens (one per 2048 tokens
+ *            on average) a little
+ *   queries  N(0, 0.4^2); with GQA, 0.6 of each head's own direction plus 0.8 of one
+ *            its group shares, as heads that share keys look for similar tokens
  *   values   N(0, 1)
  */
 #ifndef ADAMAS_WORKLOAD_H
