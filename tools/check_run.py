@@ -2,11 +2,11 @@
 """check_run.py ADAMAS_RUN - adamas-run against a plain numpy forward of the same weights.
 
 Builds a small random Llama model (Hugging Face layout: rotate-half RoPE, unpermuted q
-and k), exports it with tools/train/export_gguf.py as F32 and as Q8_0 GGUF files, runs
+and k), exports it with tools/train/export_gguf.py as F32, F16 and Q8_0 GGUF files, runs
 `adamas-run logits` with full attention and an f32 KV cache over a few hundred tokens
 (most prefilled as one batch, the last ones decoded one at a time), and compares every
-position's logits with a float64 numpy forward of the same weights (for Q8_0: of the
-weights as the blocks store them).  The relative error ||a - b|| / ||b|| of each
+position's logits with a float64 numpy forward of the same weights (for F16 and Q8_0: of
+the weights as stored).  The relative error ||a - b|| / ||b|| of each
 position must stay within 1e-4.  Then the sparse selectors must run, match full
 attention while the budget covers the context, and perplexity and passkey must run.
 
@@ -92,7 +92,9 @@ def stored(np, export_gguf, state, dtype):
         return state
     out = {}
     for k, w in state.items():
-        if w.ndim == 2 and w.shape[1] % 32 == 0:
+        if w.ndim == 2 and dtype == "f16":
+            out[k] = w.astype(np.float16).astype(np.float32)
+        elif w.ndim == 2 and w.shape[1] % 32 == 0:
             out[k] = export_gguf.dequantize_q8_0(export_gguf.quantize_q8_0(w), *w.shape)
         else:
             out[k] = w
@@ -178,7 +180,7 @@ def run_checks(adamas_run):
         text_path = os.path.join(tmp, "text.txt")
         with open(text_path, "wb") as f:
             f.write(text)
-        for dtype in ("f32", "q8_0"):
+        for dtype in ("f32", "f16", "q8_0"):
             model = os.path.join(tmp, f"random-{dtype}.gguf")
             export_gguf.export(state, CFG, model, dtype, name="random-llama")
             ref = forward(np, stored(np, export_gguf, state, dtype), tokens)

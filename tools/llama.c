@@ -216,19 +216,29 @@ static void rmsnorm(float *o, const float *x, const float *weight, uint32_t n, f
         o[i] = x[i] * scale * weight[i];
 }
 
-/* Rotate the pairs (2i, 2i+1), i < rope_dims/2, of each of the n_heads heads of x by
- * the angle pos * freq[i] (llama.cpp's NORMAL rope). */
-static void rope(float *x, uint32_t n_heads, uint32_t head_dim, uint32_t rope_dims,
-                 const float *freq, uint32_t pos)
+/* cos[i], sin[i] of the angle pos * freq[i], i < rope_dims/2 (the angle in double: it
+ * grows with the position). */
+static void rope_angles(const double *freq, uint32_t rope_dims, uint32_t pos, float *cos_out,
+                        float *sin_out)
 {
     for (uint32_t i = 0; i < rope_dims / 2; i++) {
-        double angle = (double)pos * (double)freq[i];
-        float c = (float)cos(angle), s = (float)sin(angle);
-        for (uint32_t h = 0; h < n_heads; h++) {
-            float *p = x + (size_t)h * head_dim + 2 * i;
-            float x0 = p[0], x1 = p[1];
-            p[0] = x0 * c - x1 * s;
-            p[1] = x0 * s + x1 * c;
+        double angle = (double)pos * freq[i];
+        cos_out[i] = (float)cos(angle);
+        sin_out[i] = (float)sin(angle);
+    }
+}
+
+/* Rotate the pairs (2i, 2i+1), i < rope_dims/2, of each of the n_heads heads of x by
+ * the angles of rope_angles (llama.cpp's NORMAL rope). */
+static void rope(float *x, uint32_t n_heads, uint32_t head_dim, uint32_t rope_dims,
+                 const float *c, const float *s)
+{
+    for (uint32_t h = 0; h < n_heads; h++) {
+        float *p = x + (size_t)h * head_dim;
+        for (uint32_t i = 0; i < rope_dims / 2; i++) {
+            float x0 = p[2 * i], x1 = p[2 * i + 1];
+            p[2 * i] = x0 * c[i] - x1 * s[i];
+            p[2 * i + 1] = x0 * s[i] + x1 * c[i];
         }
     }
 }
@@ -600,15 +610,17 @@ int llama_state_init(llama_state *s, const llama_model *m, const llama_attention
     s->hb = calloc(c->hidden_dim, sizeof(float));
     s->hb2 = calloc(c->hidden_dim, sizeof(float));
     s->logits = calloc(c->vocab_size, sizeof(float));
-    s->rope_freq = calloc(c->rope_dims / 2, sizeof(float));
+    s->rope_freq = calloc(c->rope_dims / 2, sizeof(double));
+    s->rope_cos = calloc(c->rope_dims / 2, sizeof(float));
+    s->rope_sin = calloc(c->rope_dims / 2, sizeof(float));
     s->caches = calloc(c->n_layers, sizeof *s->caches);
     if (!s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v || !s->att || !s->hb || !s->hb2 ||
-        !s->logits || !s->rope_freq || !s->caches) {
+        !s->logits || !s->rope_freq || !s->rope_cos || !s->rope_sin || !s->caches) {
         llama_state_free(s);
         return state_fail(s, ADAMAS_ENOMEM, "out of memory");
     }
     for (uint32_t i = 0; i < c->rope_dims / 2; i++)
-        s->rope_freq[i] = (float)pow((double)c->rope_base, -2.0 * i / (double)c->rope_dims);
+        s->rope_freq[i] = pow((double)c->rope_base, -2.0 * i / (double)c->rope_dims);
     int st = llama_state_reset(s);
     if (st) {
         char msg[sizeof s->error];
@@ -635,6 +647,8 @@ void llama_state_free(llama_state *s)
     free(s->hb2);
     free(s->logits);
     free(s->rope_freq);
+    free(s->rope_cos);
+    free(s->rope_sin);
     char msg[sizeof s->error];
     memcpy(msg, s->error, sizeof msg);
     memset(s, 0, sizeof *s);
@@ -671,6 +685,7 @@ int llama_decode(llama_state *s, uint32_t token)
     }
     const adamas_decode_params full = adamas_decode_params_default(ADAMAS_SELECT_FULL, 0);
     dequantize_row(&w->token_embd, token, s->x);
+    rope_angles(s->rope_freq, c->rope_dims, s->pos, s->rope_cos, s->rope_sin);
     for (uint32_t l = 0; l < c->n_layers; l++) {
         const llama_layer *L = &w->layers[l];
         /* attention */
@@ -678,8 +693,8 @@ int llama_decode(llama_state *s, uint32_t token)
         matvec(&L->wq, s->xb, s->q);
         matvec(&L->wk, s->xb, s->k);
         matvec(&L->wv, s->xb, s->v);
-        rope(s->q, c->n_heads, c->head_dim, c->rope_dims, s->rope_freq, s->pos);
-        rope(s->k, c->n_kv_heads, c->head_dim, c->rope_dims, s->rope_freq, s->pos);
+        rope(s->q, c->n_heads, c->head_dim, c->rope_dims, s->rope_cos, s->rope_sin);
+        rope(s->k, c->n_kv_heads, c->head_dim, c->rope_dims, s->rope_cos, s->rope_sin);
         int st = adamas_cache_append(s->caches[l], s->k, s->v, 1);
         if (st)
             return lib_fail(s, "adamas_cache_append", l, st);
@@ -796,6 +811,7 @@ typedef struct {
     float *hb, *hb2;/* [chunk][hidden_dim]                             */
     float *scores;  /* [threads][ATTENTION_BLOCK][n]                  */
     float *panel;   /* dequantized rows of a weight                    */
+    float *rope_cos, *rope_sin; /* [n][rope_dims / 2] angles per position */
 } prefill_buffers;
 
 static void free_prefill(prefill_buffers *b)
@@ -810,6 +826,8 @@ static void free_prefill(prefill_buffers *b)
     free(b->hb2);
     free(b->scores);
     free(b->panel);
+    free(b->rope_cos);
+    free(b->rope_sin);
 }
 
 static float *alloc_floats(size_t a, size_t b)
@@ -847,9 +865,11 @@ static int alloc_prefill(const llama_model *m, uint32_t n, prefill_buffers *b)
         .hb2 = alloc_floats(chunk, c->hidden_dim),
         .scores = alloc_floats((size_t)max_threads() * ATTENTION_BLOCK, n),
         .panel = alloc_floats(panel, 1),
+        .rope_cos = alloc_floats(n, c->rope_dims / 2),
+        .rope_sin = alloc_floats(n, c->rope_dims / 2),
     };
     if (!b->x || !b->q || !b->att || !b->k || !b->v || !b->xb || !b->hb || !b->hb2 || !b->scores ||
-        !b->panel) {
+        !b->panel || !b->rope_cos || !b->rope_sin) {
         free_prefill(b);
         return ADAMAS_ENOMEM;
     }
@@ -879,8 +899,11 @@ int llama_prefill(llama_state *s, const uint32_t *tokens, uint32_t n, float *all
     const size_t q_dim = (size_t)c->n_heads * c->head_dim, kv_dim = (size_t)c->n_kv_heads * c->head_dim;
     int st = 0;
 
-    for (uint32_t i = 0; i < n; i++)
+    for (uint32_t i = 0; i < n; i++) {
         dequantize_row(&w->token_embd, tokens[i], b.x + i * dim);
+        rope_angles(s->rope_freq, c->rope_dims, i, b.rope_cos + (size_t)i * (c->rope_dims / 2),
+                    b.rope_sin + (size_t)i * (c->rope_dims / 2));
+    }
     for (uint32_t l = 0; l < c->n_layers && !st; l++) {
         const llama_layer *L = &w->layers[l];
         /* q, k, v of every token, rotated to their positions */
@@ -892,12 +915,12 @@ int llama_prefill(llama_state *s, const uint32_t *tokens, uint32_t n, float *all
             matmul(&L->wk, b.xb, m_, b.k + i0 * kv_dim, b.panel);
             matmul(&L->wv, b.xb, m_, b.v + i0 * kv_dim, b.panel);
         }
+        const size_t half = c->rope_dims / 2;
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < (int64_t)n; i++) {
-            rope(b.q + (size_t)i * q_dim, c->n_heads, c->head_dim, c->rope_dims, s->rope_freq,
-                 (uint32_t)i);
-            rope(b.k + (size_t)i * kv_dim, c->n_kv_heads, c->head_dim, c->rope_dims, s->rope_freq,
-                 (uint32_t)i);
+            const float *rc = b.rope_cos + (size_t)i * half, *rs = b.rope_sin + (size_t)i * half;
+            rope(b.q + (size_t)i * q_dim, c->n_heads, c->head_dim, c->rope_dims, rc, rs);
+            rope(b.k + (size_t)i * kv_dim, c->n_kv_heads, c->head_dim, c->rope_dims, rc, rs);
         }
         if ((st = adamas_cache_append(s->caches[l], b.k, b.v, n))) {
             lib_fail(s, "adamas_cache_append", l, st);

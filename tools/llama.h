@@ -108,7 +108,8 @@ typedef struct {
     float *att;              /* [n_heads][head_dim]                                */
     float *hb, *hb2;         /* [hidden_dim]                                       */
     float *logits;           /* [vocab_size] of the last token run                 */
-    float *rope_freq;        /* [rope_dims / 2] base^(-2i/rope_dims)               */
+    double *rope_freq;       /* [rope_dims / 2] base^(-2i/rope_dims)               */
+    float *rope_cos, *rope_sin; /* [rope_dims / 2] angles of the current position     */
     char error[512];
 } llama_state;
 
