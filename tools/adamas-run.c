@@ -902,10 +902,9 @@ int main(int argc, char **argv)
                 path);
         return 1;
     }
-    if (o.threads) {
-        llama_set_threads(o.threads);
+    llama_set_threads(o.threads);
+    if (o.threads)
         adamas_set_num_threads(o.threads);
-    }
     engine e = {.o = &o};
     char err[512];
     double t0 = now_seconds();

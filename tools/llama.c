@@ -21,18 +21,19 @@
 
 /* ------------------------------------------------------------------ threads */
 
-static int n_threads; /* 0: the default of OpenMP / OpenBLAS */
-
+/* One pool of threads, OpenMP's: every OpenBLAS call runs on the thread that makes it,
+ * and the matrix products split their rows across OpenMP threads themselves, so two
+ * pools never spin against each other. */
 void llama_set_threads(int n)
 {
-    n_threads = n > 0 ? n : 0;
 #ifdef _OPENMP
-    if (n_threads)
-        omp_set_num_threads(n_threads);
+    if (n > 0)
+        omp_set_num_threads(n);
+#else
+    (void)n;
 #endif
 #ifdef ADAMAS_HAVE_OPENBLAS
-    if (n_threads)
-        openblas_set_num_threads(n_threads);
+    openblas_set_num_threads(1);
 #endif
 }
 
@@ -143,64 +144,61 @@ static float dot_row(const llama_matrix *w, uint32_t r, const float *x)
 /* y[rows] = W x */
 static void matvec(const llama_matrix *w, const float *x, float *y)
 {
-#ifdef ADAMAS_HAVE_OPENBLAS
-    if (w->type == GGML_TYPE_F32) {
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)w->rows, (int)w->cols, 1.0f,
-                    (const float *)(const void *)w->data, (int)w->cols, x, 1, 0.0f, y, 1);
-        return;
-    }
-#endif
     const int64_t rows = w->rows;
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; r++)
         y[r] = dot_row(w, (uint32_t)r, x);
 }
 
-/* Y[n][rows] = X[n][cols] W^T.  scratch: room for the rows of W dequantized in panels
- * (matmul_scratch_floats). */
+/* Rows of W per task of a matrix product: an equal share per thread, at most about
+ * 1 MiB of f32 (the panel a thread dequantizes), at least 16. */
 static size_t panel_rows(const llama_matrix *w)
 {
-    size_t rows = ((size_t)1 << 18) / w->cols; /* about 1 MiB of f32 per panel */
+    size_t cap = ((size_t)1 << 18) / w->cols, share = (w->rows + max_threads() - 1) / max_threads();
+    size_t rows = share < cap ? share : cap;
     rows = rows < 16 ? 16 : rows;
     return rows < w->rows ? rows : w->rows;
 }
 
-static void matmul(const llama_matrix *w, const float *x, uint32_t n, float *y, float *scratch)
+/* Floats of scratch one thread needs for products with W. */
+static size_t matmul_scratch_floats(const llama_matrix *w)
+{
+    return panel_rows(w) * w->cols;
+}
+
+/* Y[n][rows] = X[n][cols] W^T, in panels of rows of W spread over the threads; each
+ * panel is one one-thread sgemm (on the weights as stored for F32, on rows dequantized
+ * into the thread's part of scratch, stride scratch_floats, otherwise). */
+static void matmul(const llama_matrix *w, const float *x, uint32_t n, float *y, float *scratch,
+                   size_t scratch_floats)
 {
     if (n == 1) {
         matvec(w, x, y);
         return;
     }
-#ifdef ADAMAS_HAVE_OPENBLAS
-    if (w->type == GGML_TYPE_F32) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)w->rows, (int)w->cols,
-                    1.0f, x, (int)w->cols, (const float *)(const void *)w->data, (int)w->cols,
-                    0.0f, y, (int)w->rows);
-        return;
-    }
     const size_t panel = panel_rows(w);
-    for (size_t r0 = 0; r0 < w->rows; r0 += panel) {
-        const int64_t m = (int64_t)(r0 + panel <= w->rows ? panel : w->rows - r0);
-#pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < m; r++)
-            dequantize_row(w, (uint32_t)(r0 + (size_t)r), scratch + (size_t)r * w->cols);
+    const int64_t n_panels = (int64_t)((w->rows + panel - 1) / panel);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t p = 0; p < n_panels; p++) {
+        const size_t r0 = (size_t)p * panel, m = r0 + panel <= w->rows ? panel : w->rows - r0;
+#ifdef ADAMAS_HAVE_OPENBLAS
+        const float *wp = (const float *)(const void *)(w->data + r0 * w->row_bytes);
+        if (w->type != GGML_TYPE_F32) {
+            float *mine = scratch + (size_t)thread_id() * scratch_floats;
+            for (size_t r = 0; r < m; r++)
+                dequantize_row(w, (uint32_t)(r0 + r), mine + r * w->cols);
+            wp = mine;
+        }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)m, (int)w->cols, 1.0f,
-                    x, (int)w->cols, scratch, (int)w->cols, 0.0f, y + r0, (int)w->rows);
-    }
+                    x, (int)w->cols, wp, (int)w->cols, 0.0f, y + r0, (int)w->rows);
 #else
-    (void)scratch;
-    const int64_t rows = w->rows;
-    /* each thread takes whole rows of W and runs every token through them */
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; r++)
-        for (uint32_t i = 0; i < n; i++)
-            y[(size_t)i * w->rows + (size_t)r] = dot_row(w, (uint32_t)r, x + (size_t)i * w->cols);
+        (void)scratch;
+        (void)scratch_floats;
+        for (size_t r = r0; r < r0 + m; r++)
+            for (uint32_t i = 0; i < n; i++)
+                y[(size_t)i * w->rows + r] = dot_row(w, (uint32_t)r, x + (size_t)i * w->cols);
 #endif
-}
-
-static size_t matmul_scratch_floats(const llama_matrix *w)
-{
-    return panel_rows(w) * w->cols;
+    }
 }
 
 /* ------------------------------------------------------------ the other layers */
@@ -770,10 +768,6 @@ static void attention_prefill(const llama_config *c, uint32_t n, const float *q,
     const uint32_t n_blocks = (n + ATTENTION_BLOCK - 1) / ATTENTION_BLOCK;
     const int64_t n_tasks = (int64_t)n_blocks * c->n_heads;
     const float scale = 1.0f / sqrtf((float)d);
-#ifdef ADAMAS_HAVE_OPENBLAS
-    int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
-#endif
     /* the last blocks (most keys) first, so that the threads finish together */
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t task = 0; task < n_tasks; task++) {
@@ -797,9 +791,6 @@ static void attention_prefill(const llama_config *c, uint32_t n, const float *q,
         gemm_nn(m, d, keys, s, keys, v + (size_t)g * d, kv_stride, att + i0 * q_stride + (size_t)h * d,
                 q_stride);
     }
-#ifdef ADAMAS_HAVE_OPENBLAS
-    openblas_set_num_threads(blas_threads);
-#endif
 }
 
 /* Buffers of one prefill. */
@@ -810,7 +801,8 @@ typedef struct {
     float *xb;      /* [chunk][max(dim, hidden)]                       */
     float *hb, *hb2;/* [chunk][hidden_dim]                             */
     float *scores;  /* [threads][ATTENTION_BLOCK][n]                  */
-    float *panel;   /* dequantized rows of a weight                    */
+    float *panel;   /* [threads][panel_floats] dequantized rows of weights */
+    size_t panel_floats;
     float *rope_cos, *rope_sin; /* [n][rope_dims / 2] angles per position */
 } prefill_buffers;
 
@@ -864,7 +856,8 @@ static int alloc_prefill(const llama_model *m, uint32_t n, prefill_buffers *b)
         .hb = alloc_floats(chunk, c->hidden_dim),
         .hb2 = alloc_floats(chunk, c->hidden_dim),
         .scores = alloc_floats((size_t)max_threads() * ATTENTION_BLOCK, n),
-        .panel = alloc_floats(panel, 1),
+        .panel = alloc_floats(panel, (size_t)max_threads()),
+        .panel_floats = panel,
         .rope_cos = alloc_floats(n, c->rope_dims / 2),
         .rope_sin = alloc_floats(n, c->rope_dims / 2),
     };
@@ -911,9 +904,9 @@ int llama_prefill(llama_state *s, const uint32_t *tokens, uint32_t n, float *all
             uint32_t m_ = n - i0 < PREFILL_CHUNK ? n - i0 : PREFILL_CHUNK;
             for (uint32_t i = 0; i < m_; i++)
                 rmsnorm(b.xb + i * dim, b.x + (i0 + i) * dim, L->attn_norm, c->dim, c->norm_eps);
-            matmul(&L->wq, b.xb, m_, b.q + i0 * q_dim, b.panel);
-            matmul(&L->wk, b.xb, m_, b.k + i0 * kv_dim, b.panel);
-            matmul(&L->wv, b.xb, m_, b.v + i0 * kv_dim, b.panel);
+            matmul(&L->wq, b.xb, m_, b.q + i0 * q_dim, b.panel, b.panel_floats);
+            matmul(&L->wk, b.xb, m_, b.k + i0 * kv_dim, b.panel, b.panel_floats);
+            matmul(&L->wv, b.xb, m_, b.v + i0 * kv_dim, b.panel, b.panel_floats);
         }
         const size_t half = c->rope_dims / 2;
 #pragma omp parallel for schedule(static)
@@ -931,16 +924,16 @@ int llama_prefill(llama_state *s, const uint32_t *tokens, uint32_t n, float *all
         for (uint32_t i0 = 0; i0 < n; i0 += PREFILL_CHUNK) {
             uint32_t m_ = n - i0 < PREFILL_CHUNK ? n - i0 : PREFILL_CHUNK;
             float *x = b.x + i0 * dim;
-            matmul(&L->wo, b.att + i0 * q_dim, m_, b.xb, b.panel);
+            matmul(&L->wo, b.att + i0 * q_dim, m_, b.xb, b.panel, b.panel_floats);
             for (size_t i = 0; i < m_ * dim; i++)
                 x[i] += b.xb[i];
             for (uint32_t i = 0; i < m_; i++)
                 rmsnorm(b.xb + i * dim, x + i * dim, L->ffn_norm, c->dim, c->norm_eps);
-            matmul(&L->w_gate, b.xb, m_, b.hb, b.panel);
-            matmul(&L->w_up, b.xb, m_, b.hb2, b.panel);
+            matmul(&L->w_gate, b.xb, m_, b.hb, b.panel, b.panel_floats);
+            matmul(&L->w_up, b.xb, m_, b.hb2, b.panel, b.panel_floats);
             for (size_t i = 0; i < m_ * hidden; i++)
                 b.hb[i] = silu(b.hb[i]) * b.hb2[i];
-            matmul(&L->w_down, b.hb, m_, b.xb, b.panel);
+            matmul(&L->w_down, b.hb, m_, b.xb, b.panel, b.panel_floats);
             for (size_t i = 0; i < m_ * dim; i++)
                 x[i] += b.xb[i];
         }
@@ -953,7 +946,7 @@ int llama_prefill(llama_state *s, const uint32_t *tokens, uint32_t n, float *all
                 for (uint32_t i = 0; i < m_; i++)
                     rmsnorm(b.xb + i * dim, b.x + (i0 + i) * dim, w->output_norm, c->dim,
                             c->norm_eps);
-                matmul(&w->output, b.xb, m_, all_logits + (size_t)i0 * c->vocab_size, b.panel);
+                matmul(&w->output, b.xb, m_, all_logits + (size_t)i0 * c->vocab_size, b.panel, b.panel_floats);
             }
             memcpy(s->logits, all_logits + (size_t)(n - 1) * c->vocab_size,
                    c->vocab_size * sizeof *s->logits);

@@ -131,7 +131,9 @@ int llama_prefill(llama_state *s, const uint32_t *tokens, uint32_t n, float *all
  * logits go to s->logits. */
 int llama_decode(llama_state *s, uint32_t token);
 
-/* Threads of the matrix products and of the prefill's attention (0: the default). */
+/* Threads of the matrix products and of the prefill's attention (0: OpenMP's default).
+ * Call it once before running anything: it also makes OpenBLAS run each call on the
+ * calling thread (the products split their work across OpenMP threads themselves). */
 void llama_set_threads(int n);
 
 #endif
