@@ -76,8 +76,16 @@ static inline float f16_at(const unsigned char *p)
 
 /* ------------------------------------------------------------ matrix products */
 
+/* The row kernels below are plain C that the compiler vectorizes; on x86-64 they are
+ * built for AVX2 too, the loader picking the variant the CPU runs (an ifunc). */
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+#define ROW_KERNEL __attribute__((target_clones("avx2", "default")))
+#else
+#define ROW_KERNEL
+#endif
+
 /* Row r of W widened to f32: out[cols]. */
-static void dequantize_row(const llama_matrix *w, uint32_t r, float *out)
+ROW_KERNEL static void dequantize_row(const llama_matrix *w, uint32_t r, float *out)
 {
     const unsigned char *row = w->data + (size_t)r * w->row_bytes;
     if (w->type == GGML_TYPE_F32) {
@@ -111,7 +119,7 @@ static float dot_f32(const float *x, const float *y, uint32_t n)
 }
 
 /* Row r of W . x, reading the row as stored (Q8_0 dequantized on the fly). */
-static float dot_row(const llama_matrix *w, uint32_t r, const float *x)
+ROW_KERNEL static float dot_row(const llama_matrix *w, uint32_t r, const float *x)
 {
     const unsigned char *row = w->data + (size_t)r * w->row_bytes;
     if (w->type == GGML_TYPE_F32)
