@@ -102,14 +102,15 @@ static void usage(FILE *f)
             "  --json PATH          also write the results as one JSON object\n"
             "\n"
             "generate:   --prompt TEXT, --prompt-file F, -n N (default 256), --temperature T\n"
-            "            (default 0: greedy), --top-p P (default 0.9), --seed S\n"
+            "            (default 0: greedy), --top-p P (default 0.9), --seed S, --ctx N\n"
+            "            (default: the trained context, at most 32768)\n"
             "perplexity: --ctx N (default 4096), --tail M (default 256), --windows W (default:\n"
             "            as many as the file holds)\n"
             "passkey:    --ctx N (default 4096), --depths LIST (default 0.1,0.3,0.5,0.7,0.9),\n"
             "            --trials K keys per depth (default 2), --seed S, --filler F (text\n"
             "            repeated as filler; default: a few plain sentences)\n"
-            "logits:     --out OUT (required), --ctx N (default: the whole file), --tail M\n"
-            "            (default 0)\n"
+            "logits:     --out OUT (required), --ctx N (default: the whole file, at most the\n"
+            "            trained context or 32768), --tail M (default 0)\n"
             "\n"
             "Progress goes to stderr; results and speeds to stdout (generate: the text to\n"
             "stdout, speeds to stderr).\n",
@@ -540,8 +541,8 @@ static int generate_main(engine *e)
         goto done;
     }
     if (n + o->n_generate > e->state.max_tokens) {
-        fprintf(stderr, "adamas-run generate: %zu prompt tokens and -n %u exceed the context\n",
-                n, o->n_generate);
+        fprintf(stderr, "adamas-run generate: %zu prompt tokens and -n %u exceed the context of "
+                        "%u tokens (see --ctx)\n", n, o->n_generate, e->state.max_tokens);
         goto done;
     }
     rng_state = o->seed ? o->seed : 1;
@@ -933,13 +934,9 @@ int main(int argc, char **argv)
         if (o.recent_set)
             attn.sparse.recent = o.recent;
     }
-    uint32_t max_tokens = o.ctx ? o.ctx : c->context_length;
-    if (!strcmp(o.mode, "generate") && !o.ctx)
-        max_tokens = c->context_length;
-    if (!strcmp(o.mode, "logits") && !o.ctx) {
-        /* the whole file: at most the trained context (set --ctx to go beyond) */
-        max_tokens = c->context_length;
-    }
+    /* generate and logits without --ctx: room for the trained context, at most 32K
+     * tokens (--ctx sets any other) */
+    uint32_t max_tokens = o.ctx ? o.ctx : c->context_length < 32768 ? c->context_length : 32768;
     if (max_tokens > c->context_length)
         fprintf(stderr, "adamas-run: warning: a context of %u tokens is beyond the %u the model "
                         "was trained for\n", max_tokens, c->context_length);
