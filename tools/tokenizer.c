@@ -38,36 +38,24 @@ struct tokenizer {
     uint32_t byte_token[256];          /* the token of each single byte, or NONE  */
 };
 
-/* GPT-2's byte-to-unicode: printable bytes stand for themselves, the others for
- * U+0100, U+0101, ... in byte order. */
-static uint32_t byte_to_cp(unsigned b)
+/* GPT-2's byte-to-unicode: the printable bytes 33..126, 161..172 and 174..255 stand for
+ * themselves; the 68 others, in byte order, for U+0100..U+0143 (0..32, then 127..160,
+ * then 173). */
+static int byte_is_printable(unsigned b)
 {
-    static uint32_t table[256];
-    static bool ready;
-    if (!ready) { /* filled identically by any thread that gets here first */
-        uint32_t next = 256;
-        for (unsigned i = 0; i < 256; i++) {
-            bool printable = (i >= 33 && i <= 126) || (i >= 161 && i <= 172) || i >= 174;
-            table[i] = printable ? i : next++;
-        }
-        ready = true;
-    }
-    return table[b];
+    return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
 }
 
 /* The byte a code point stands for, or -1. */
 static int cp_to_byte(uint32_t cp)
 {
-    if (cp < 256) {
-        bool printable = (cp >= 33 && cp <= 126) || (cp >= 161 && cp <= 172) || cp >= 174;
-        return printable ? (int)cp : -1;
-    }
-    if (cp >= 256 + 68)
-        return -1;
-    for (unsigned b = 0; b < 256; b++)
-        if (byte_to_cp(b) == cp)
-            return (int)b;
-    return -1;
+    if (cp < 256)
+        return byte_is_printable(cp) ? (int)cp : -1;
+    if (cp <= 256 + 32)
+        return (int)(cp - 256);         /* bytes 0..32    */
+    if (cp <= 256 + 66)
+        return (int)(cp - 289 + 127);   /* bytes 127..160 */
+    return cp == 256 + 67 ? 173 : -1;
 }
 
 static uint32_t hash_bytes(uint32_t h, const char *s, size_t n)
