@@ -55,8 +55,12 @@ typedef struct {
     const char *out_path;      /* logits: where to write them                    */
     const char *json_path;
     const char *prompt, *prompt_file, *filler_file;
-    const selector_def *select;
-    uint32_t budget, dense_layers, sink, recent;
+    const selector_def *select;  /* the first of selects[]: every mode but perplexity */
+    uint32_t budget, dense_layers; /* likewise the first of budgets[], dense[]         */
+    const selector_def *selects[8];
+    uint32_t budgets[16], dense[4];
+    uint32_t n_selects, n_budgets, n_dense;
+    uint32_t sink, recent;
     bool sink_set, recent_set;
     float tau;
     int threads;
@@ -98,6 +102,8 @@ static void usage(FILE *f)
             "                       streaming, oracle (default adamas)\n"
             "  --budget B           tokens attended per query head (default 128)\n"
             "  --dense-layers N     first layers decoded with full attention (default 2)\n"
+            "                       perplexity takes comma-separated lists of these three and\n"
+            "                       scores every combination after one prefill per window\n"
             "  --sink S, --recent R first and last tokens always attended by adamas and\n"
             "                       oracle (library defaults: 0 and 1; streaming: 4 sinks)\n"
             "  --tau T              calibration constant of adamas-calibrated (default 0.6745)\n"
@@ -140,6 +146,43 @@ static int parse_float(const char *s, float *out)
     return !*s || *end || !isfinite(*out) ? -1 : 0;
 }
 
+/* A comma-separated list of at most max whole numbers, each >= min. */
+static int parse_list(const char *v, uint32_t *out, uint32_t max, uint32_t *n, uint32_t min)
+{
+    char buf[256];
+    if (strlen(v) >= sizeof buf)
+        return -1;
+    strcpy(buf, v);
+    *n = 0;
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        if (*n == max || parse_u32(tok, &out[*n]) || out[*n] < min)
+            return -1;
+        (*n)++;
+    }
+    return *n ? 0 : -1;
+}
+
+static int parse_selectors(const char *v, options *o)
+{
+    char buf[256];
+    if (strlen(v) >= sizeof buf)
+        return -1;
+    strcpy(buf, v);
+    o->n_selects = 0;
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        const selector_def *found = NULL;
+        for (size_t k = 0; k < sizeof selectors / sizeof selectors[0]; k++)
+            if (!strcmp(tok, selectors[k].name))
+                found = &selectors[k];
+        if (!found || o->n_selects == 8) {
+            fprintf(stderr, "adamas-run: unknown selector \"%s\" (see --help)\n", tok);
+            return -1;
+        }
+        o->selects[o->n_selects++] = found;
+    }
+    return o->n_selects ? 0 : -1;
+}
+
 static int parse_depths(const char *v, options *o)
 {
     char buf[256];
@@ -159,8 +202,8 @@ static int parse_depths(const char *v, options *o)
 
 static int parse_options(int argc, char **argv, options *o)
 {
-    *o = (options){.model_path = NULL, .select = &selectors[0], .budget = 128,
-                   .dense_layers = 2, .tau = 0.6745f, .kv_dtype = ADAMAS_F16, .ctx = 0,
+    *o = (options){.model_path = NULL, .selects = {&selectors[0]}, .n_selects = 1,
+                   .budgets = {128}, .n_budgets = 1, .dense = {2}, .n_dense = 1, .tau = 0.6745f, .kv_dtype = ADAMAS_F16, .ctx = 0,
                    .tail = 0, .n_generate = 256, .temperature = 0.0f, .top_p = 0.9f,
                    .seed = 1, .depths = {0.1, 0.3, 0.5, 0.7, 0.9}, .n_depths = 5, .trials = 2};
     if (argc < 2) {
@@ -201,19 +244,12 @@ static int parse_options(int argc, char **argv, options *o)
         int bad = 0;
         if (!strcmp(a, "-m") || !strcmp(a, "--model"))
             o->model_path = v;
-        else if (!strcmp(a, "--select")) {
-            o->select = NULL;
-            for (size_t k = 0; k < sizeof selectors / sizeof selectors[0]; k++)
-                if (!strcmp(v, selectors[k].name))
-                    o->select = &selectors[k];
-            if (!o->select) {
-                fprintf(stderr, "adamas-run: unknown selector \"%s\" (see --help)\n", v);
-                return -1;
-            }
-        } else if (!strcmp(a, "--budget"))
-            bad = parse_u32(v, &o->budget) || o->budget == 0;
+        else if (!strcmp(a, "--select"))
+            bad = parse_selectors(v, o);
+        else if (!strcmp(a, "--budget"))
+            bad = parse_list(v, o->budgets, 16, &o->n_budgets, 1);
         else if (!strcmp(a, "--dense-layers"))
-            bad = parse_u32(v, &o->dense_layers);
+            bad = parse_list(v, o->dense, 4, &o->n_dense, 0);
         else if (!strcmp(a, "--sink"))
             bad = parse_u32(v, &o->sink), o->sink_set = true;
         else if (!strcmp(a, "--recent"))
@@ -267,6 +303,14 @@ static int parse_options(int argc, char **argv, options *o)
             fprintf(stderr, "adamas-run: bad value \"%s\" for %s (see --help)\n", v, a);
             return -1;
         }
+    }
+    o->select = o->selects[0];
+    o->budget = o->budgets[0];
+    o->dense_layers = o->dense[0];
+    if (strcmp(o->mode, "perplexity") && o->n_selects * o->n_budgets * o->n_dense > 1) {
+        fprintf(stderr, "adamas-run %s: lists of --select, --budget and --dense-layers are for "
+                        "perplexity\n", o->mode);
+        return -1;
     }
     bool needs_file = !strcmp(o->mode, "perplexity") || !strcmp(o->mode, "logits");
     if (needs_file && !o->file) {
@@ -442,6 +486,28 @@ static FILE *json_open(const options *o)
     return f;
 }
 
+/* The attention policy of one selector, budget and number of dense layers. */
+static llama_attention attention_of(const options *o, const selector_def *sel, uint32_t budget,
+                                    uint32_t dense_layers)
+{
+    llama_attention a = {
+        .sparse = adamas_decode_params_default(sel->selector, budget),
+        .dense_layers = dense_layers,
+        .calibrate = sel->calibrate,
+        .tau = o->tau,
+        .kv_dtype = o->kv_dtype,
+    };
+    a.sparse.rerank = sel->rerank;
+    if (sel->selector == ADAMAS_SELECT_ADAMAS || sel->selector == ADAMAS_SELECT_ORACLE ||
+        sel->selector == ADAMAS_SELECT_STREAMING) {
+        if (o->sink_set)
+            a.sparse.sink = o->sink;
+        if (o->recent_set)
+            a.sparse.recent = o->recent;
+    }
+    return a;
+}
+
 /* ------------------------------------------------------------------- sampler */
 
 static uint64_t rng_state;
@@ -594,6 +660,15 @@ static double nll(const float *logits, uint32_t n, uint32_t target)
     return log(sum) - ((double)logits[target] - max);
 }
 
+/* One attention policy of a perplexity run and what it scored. */
+typedef struct {
+    const selector_def *select;
+    uint32_t budget, dense_layers;
+    llama_attention attn;
+    double sum_nll, decode_s;
+    uint64_t scored, bytes;
+} ppl_config;
+
 static int perplexity_main(engine *e)
 {
     const options *o = e->o;
@@ -619,55 +694,107 @@ static int perplexity_main(engine *e)
         free(tokens);
         return 1;
     }
-    const uint32_t vocab = e->model.config.vocab_size, prefill = o->ctx - o->tail;
-    double sum_nll = 0.0;
-    uint64_t scored = 0, bytes = 0;
-    progress bar;
-    progress_start(&bar, windows * o->tail, "tokens scored");
+    /* every selector x dense layers x budget (full attention once: it has no budget) */
+    ppl_config *cfg = calloc((size_t)o->n_selects * o->n_dense * o->n_budgets, sizeof *cfg);
+    llama_snapshot snap = {0};
     int rc = 1;
+    if (!cfg || llama_snapshot_init(&snap, &e->model, o->ctx - o->tail)) {
+        fprintf(stderr, "adamas-run: out of memory\n");
+        goto done;
+    }
+    size_t n_cfg = 0;
+    for (uint32_t si = 0; si < o->n_selects; si++)
+        for (uint32_t di = 0; di < o->n_dense; di++)
+            for (uint32_t bi = 0; bi < o->n_budgets; bi++) {
+                const selector_def *sel = o->selects[si];
+                if (sel->selector == ADAMAS_SELECT_FULL && (di > 0 || bi > 0))
+                    continue;
+                cfg[n_cfg] = (ppl_config){.select = sel, .budget = o->budgets[bi],
+                                          .dense_layers = o->dense[di]};
+                cfg[n_cfg].attn = attention_of(o, sel, o->budgets[bi], o->dense[di]);
+                n_cfg++;
+            }
+    const uint32_t vocab = e->model.config.vocab_size, prefill = o->ctx - o->tail;
+    progress bar;
+    progress_start(&bar, windows * o->tail * n_cfg, "tokens scored");
+    uint64_t done_steps = 0;
     for (uint64_t w = 0; w < windows; w++) {
         const uint32_t *win = tokens + w * o->ctx;
+        e->state.attn.calibrate = 0; /* the prefill's own caches are not decoded from */
         if (w > 0 && llama_state_reset(&e->state)) {
             engine_fail(e);
             goto done;
         }
-        if (engine_prefill(e, win, prefill, NULL))
+        double t0 = now_seconds();
+        if (llama_prefill_keep(&e->state, win, prefill, NULL, &snap)) {
+            engine_fail(e);
             goto done;
-        for (uint32_t p = prefill; p < o->ctx; p++) {
-            if (engine_decode(e, win[p]))
+        }
+        e->sp.prefill_s += now_seconds() - t0;
+        e->sp.prefill_tokens += prefill;
+        /* each policy decodes the tail from caches refilled with the prefill's keys */
+        for (size_t k = 0; k < n_cfg; k++) {
+            ppl_config *c = &cfg[k];
+            if (llama_restore(&e->state, &c->attn, &snap)) {
+                engine_fail(e);
                 goto done;
-            uint32_t target = win[p + 1];
-            size_t piece_len;
-            tokenizer_piece(e->model.tok, target, &piece_len);
-            sum_nll += nll(e->state.logits, vocab, target);
-            bytes += piece_len;
-            scored++;
-            char extra[96];
-            snprintf(extra, sizeof extra, "ppl %.4f, %.2f tokens/s", exp(sum_nll / (double)scored),
-                     rate(e->sp.decode_tokens, e->sp.decode_s));
-            progress_show(&bar, scored, extra);
+            }
+            for (uint32_t p = prefill; p < o->ctx; p++) {
+                double t1 = now_seconds();
+                if (engine_decode(e, win[p]))
+                    goto done;
+                c->decode_s += now_seconds() - t1;
+                uint32_t target = win[p + 1];
+                size_t piece_len;
+                tokenizer_piece(e->model.tok, target, &piece_len);
+                c->sum_nll += nll(e->state.logits, vocab, target);
+                c->bytes += piece_len;
+                c->scored++;
+                char extra[128];
+                snprintf(extra, sizeof extra, "%s/%u/%u ppl %.4f, %.2f tokens/s", c->select->name,
+                         c->budget, c->dense_layers, exp(c->sum_nll / (double)c->scored),
+                         rate(c->scored, c->decode_s));
+                progress_show(&bar, ++done_steps, extra);
+            }
         }
     }
-    double ppl = exp(sum_nll / (double)scored);
-    double bpb = bytes ? sum_nll / log(2.0) / (double)bytes : 0.0;
-    printf("perplexity %.4f, bits per byte %.4f (%llu tokens scored in %llu windows of %u, "
-           "tail %u; select %s, budget %u, dense layers %u)\n",
-           ppl, bpb, (unsigned long long)scored, (unsigned long long)windows, o->ctx, o->tail,
-           o->select->name, o->budget, o->dense_layers);
-    print_speed(stdout, &e->sp);
     FILE *jf = json_open(o);
-    if (jf) {
-        fprintf(jf, "{");
-        json_common(jf, e);
-        fprintf(jf, ", \"file\": \"%s\", \"ctx\": %u, \"tail\": %u, \"windows\": %llu, "
-                    "\"tokens_scored\": %llu, \"bytes_scored\": %llu, \"perplexity\": %.6f, "
-                    "\"bits_per_byte\": %.6f}\n",
+    if (jf)
+        fprintf(jf, "{\"mode\": \"perplexity\", \"file\": \"%s\", \"ctx\": %u, \"tail\": %u, "
+                    "\"windows\": %llu, \"kv\": \"%s\", \"threads\": %d, \"prefill_tokens\": %llu, "
+                    "\"prefill_tokens_per_s\": %.3f, \"results\": [",
                 o->file, o->ctx, o->tail, (unsigned long long)windows,
-                (unsigned long long)scored, (unsigned long long)bytes, ppl, bpb);
+                o->kv_dtype == ADAMAS_F16 ? "f16" : "f32", o->threads,
+                (unsigned long long)e->sp.prefill_tokens, rate(e->sp.prefill_tokens, e->sp.prefill_s));
+    printf("%-18s %7s %6s %12s %14s %12s\n", "select", "budget", "dense", "perplexity",
+           "bits per byte", "decode tok/s");
+    for (size_t k = 0; k < n_cfg; k++) {
+        const ppl_config *c = &cfg[k];
+        double ppl = exp(c->sum_nll / (double)c->scored);
+        double bpb = c->bytes ? c->sum_nll / log(2.0) / (double)c->bytes : 0.0;
+        bool full = c->select->selector == ADAMAS_SELECT_FULL;
+        printf("%-18s %7u %6u %12.4f %14.4f %12.2f\n", c->select->name, full ? 0 : c->budget,
+               full ? 0 : c->dense_layers, ppl, bpb, rate(c->scored, c->decode_s));
+        if (jf)
+            fprintf(jf, "%s{\"select\": \"%s\", \"budget\": %u, \"dense_layers\": %u, "
+                        "\"tokens_scored\": %llu, \"bytes_scored\": %llu, \"perplexity\": %.6f, "
+                        "\"bits_per_byte\": %.6f, \"decode_tokens_per_s\": %.3f}",
+                    k ? ", " : "", c->select->name, full ? 0 : c->budget, full ? 0 : c->dense_layers,
+                    (unsigned long long)c->scored, (unsigned long long)c->bytes, ppl, bpb,
+                    rate(c->scored, c->decode_s));
+    }
+    if (jf) {
+        fprintf(jf, "]}\n");
         fclose(jf);
     }
+    printf("%llu windows of %u tokens: %u prefilled with dense attention, the last %u decoded "
+           "one at a time and scored\n",
+           (unsigned long long)windows, o->ctx, prefill, o->tail);
+    print_speed(stdout, &e->sp);
     rc = 0;
 done:
+    llama_snapshot_free(&snap);
+    free(cfg);
     free(tokens);
     return rc;
 }
@@ -948,21 +1075,7 @@ int main(int argc, char **argv)
             path, c->n_layers, c->dim, c->n_heads, c->n_kv_heads, c->head_dim, c->hidden_dim,
             c->vocab_size, c->context_length, adamas_isa_name(), now_seconds() - t0);
 
-    llama_attention attn = {
-        .sparse = adamas_decode_params_default(o.select->selector, o.budget),
-        .dense_layers = o.dense_layers,
-        .calibrate = o.select->calibrate,
-        .tau = o.tau,
-        .kv_dtype = o.kv_dtype,
-    };
-    attn.sparse.rerank = o.select->rerank;
-    if (o.select->selector == ADAMAS_SELECT_ADAMAS || o.select->selector == ADAMAS_SELECT_ORACLE ||
-        o.select->selector == ADAMAS_SELECT_STREAMING) {
-        if (o.sink_set)
-            attn.sparse.sink = o.sink;
-        if (o.recent_set)
-            attn.sparse.recent = o.recent;
-    }
+    llama_attention attn = attention_of(&o, o.select, o.budget, o.dense_layers);
     /* generate and logits without --ctx: room for the trained context, at most 32K
      * tokens (--ctx sets any other) */
     uint32_t max_tokens = o.ctx ? o.ctx : c->context_length < 32768 ? c->context_length : 32768;

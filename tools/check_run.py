@@ -220,11 +220,23 @@ def run_checks(adamas_run):
                     fail(f"{dtype} {sel}: the prefill's logits depend on the selector")
 
         model = os.path.join(tmp, "random-q8_0.gguf")
-        out = run([adamas_run, "perplexity", text_path, "-m", model, "--ctx", "128", "--tail",
-                   "32", "--select", "adamas", "--budget", "32", "--threads", "2"])
+        # one prefill per window, every selector x budget x dense layers decoded from it:
+        # the same numbers as a run of each alone
+        ppl_args = [adamas_run, "perplexity", text_path, "-m", model, "--ctx", "128", "--tail",
+                    "32", "--threads", "2"]
+        out = run(ppl_args + ["--select", "full,adamas,adamas-calibrated,quest", "--budget",
+                              "32,64", "--dense-layers", "2,0"])
         print(out.strip())
-        if "bits per byte" not in out:
-            fail("perplexity printed no bits per byte")
+        rows = {tuple(line.split()[:3]): line.split()[3] for line in out.splitlines()
+                if line.split() and line.split()[0] in ("full", "adamas", "adamas-calibrated", "quest")}
+        if len(rows) != 1 + 3 * 2 * 2:
+            fail(f"perplexity printed {len(rows)} rows for 13 combinations")
+        for sel, budget, dense in (("adamas-calibrated", "64", "0"), ("quest", "32", "2")):
+            alone = run(ppl_args + ["--select", sel, "--budget", budget, "--dense-layers", dense])
+            line = [x for x in alone.splitlines() if x.startswith(sel + " ")][0].split()
+            if line[3] != rows[(sel, budget, dense)]:
+                fail(f"perplexity of {sel} {budget} {dense}: {line[3]} alone, "
+                     f"{rows[(sel, budget, dense)]} among others")
         out = run([adamas_run, "passkey", "-m", model, "--ctx", "256", "--depths", "0.5",
                    "--trials", "1", "--select", "adamas", "--budget", "64", "--threads", "2"])
         print(out.strip())

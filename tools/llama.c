@@ -879,6 +879,12 @@ static int alloc_prefill(const llama_model *m, uint32_t n, prefill_buffers *b)
 
 int llama_prefill(llama_state *s, const uint32_t *tokens, uint32_t n, float *all_logits)
 {
+    return llama_prefill_keep(s, tokens, n, all_logits, NULL);
+}
+
+int llama_prefill_keep(llama_state *s, const uint32_t *tokens, uint32_t n, float *all_logits,
+                       llama_snapshot *keep)
+{
     const llama_model *m = s->model;
     const llama_config *c = &m->config;
     const llama_weights *w = &m->weights;
@@ -887,9 +893,9 @@ int llama_prefill(llama_state *s, const uint32_t *tokens, uint32_t n, float *all
     if (s->pos != 0)
         return state_fail(s, ADAMAS_EINVAL, "a prefill needs empty caches (%u tokens held)",
                           s->pos);
-    if (n > s->max_tokens)
+    if (n > s->max_tokens || (keep && n > keep->cap))
         return state_fail(s, ADAMAS_ECAPACITY, "%u tokens do not fit a context of %u", n,
-                          s->max_tokens);
+                          keep && keep->cap < s->max_tokens ? keep->cap : s->max_tokens);
     for (uint32_t i = 0; i < n; i++)
         if (tokens[i] >= c->vocab_size)
             return state_fail(s, ADAMAS_EINVAL, "token %u is beyond the vocabulary", tokens[i]);
@@ -922,6 +928,10 @@ int llama_prefill(llama_state *s, const uint32_t *tokens, uint32_t n, float *all
             const float *rc = b.rope_cos + (size_t)i * half, *rs = b.rope_sin + (size_t)i * half;
             rope(b.q + (size_t)i * q_dim, c->n_heads, c->head_dim, c->rope_dims, rc, rs);
             rope(b.k + (size_t)i * kv_dim, c->n_kv_heads, c->head_dim, c->rope_dims, rc, rs);
+        }
+        if (keep) {
+            memcpy(keep->k + (size_t)l * keep->cap * kv_dim, b.k, n * kv_dim * sizeof(float));
+            memcpy(keep->v + (size_t)l * keep->cap * kv_dim, b.v, n * kv_dim * sizeof(float));
         }
         if ((st = adamas_cache_append(s->caches[l], b.k, b.v, n))) {
             lib_fail(s, "adamas_cache_append", l, st);
@@ -962,9 +972,60 @@ int llama_prefill(llama_state *s, const uint32_t *tokens, uint32_t n, float *all
             rmsnorm(s->xb, b.x + (size_t)(n - 1) * dim, w->output_norm, c->dim, c->norm_eps);
             matvec(&w->output, s->xb, s->logits);
         }
+        if (keep) {
+            keep->n = n;
+            memcpy(keep->logits, s->logits, c->vocab_size * sizeof *s->logits);
+        }
         if (s->attn.calibrate)
             st = calibrate_sparse_layers(s);
     }
     free_prefill(&b);
     return st;
+}
+
+/* ------------------------------------------------------------------- snapshots */
+
+int llama_snapshot_init(llama_snapshot *p, const llama_model *m, uint32_t cap)
+{
+    const llama_config *c = &m->config;
+    memset(p, 0, sizeof *p);
+    p->cap = cap;
+    p->kv_dim = (size_t)c->n_kv_heads * c->head_dim;
+    size_t per_layer = (size_t)cap * p->kv_dim;
+    p->k = alloc_floats(c->n_layers, per_layer);
+    p->v = alloc_floats(c->n_layers, per_layer);
+    p->logits = alloc_floats(c->vocab_size, 1);
+    if (!p->k || !p->v || !p->logits) {
+        llama_snapshot_free(p);
+        return ADAMAS_ENOMEM;
+    }
+    return 0;
+}
+
+void llama_snapshot_free(llama_snapshot *p)
+{
+    free(p->k);
+    free(p->v);
+    free(p->logits);
+    memset(p, 0, sizeof *p);
+}
+
+int llama_restore(llama_state *s, const llama_attention *a, const llama_snapshot *p)
+{
+    const llama_config *c = &s->model->config;
+    if (p->n > s->max_tokens)
+        return state_fail(s, ADAMAS_ECAPACITY, "%u tokens do not fit a context of %u", p->n,
+                          s->max_tokens);
+    s->attn = *a;
+    int st = llama_state_reset(s);
+    for (uint32_t l = 0; l < c->n_layers && !st; l++) {
+        size_t at = (size_t)l * p->cap * p->kv_dim;
+        if ((st = adamas_cache_append(s->caches[l], p->k + at, p->v + at, p->n)))
+            lib_fail(s, "adamas_cache_append", l, st);
+    }
+    if (st)
+        return st;
+    s->pos = p->n;
+    memcpy(s->logits, p->logits, c->vocab_size * sizeof *s->logits);
+    return s->attn.calibrate && p->n ? calibrate_sparse_layers(s) : 0;
 }

@@ -127,6 +127,26 @@ int llama_state_reset(llama_state *s);
  * all_logits, when not NULL, every token's: [n][vocab_size]. */
 int llama_prefill(llama_state *s, const uint32_t *tokens, uint32_t n, float *all_logits);
 
+/* The keys and values a prefill appended, kept so that fresh caches can start from
+ * them again (one prefill, several attention policies). */
+typedef struct {
+    uint32_t n, cap;         /* tokens kept, room                                  */
+    size_t kv_dim;           /* n_kv_heads * head_dim                              */
+    float *k, *v;            /* [n_layers][cap][kv_dim] post-RoPE, as appended      */
+    float *logits;           /* [vocab_size] after the last token                  */
+} llama_snapshot;
+
+int llama_snapshot_init(llama_snapshot *p, const llama_model *m, uint32_t cap);
+void llama_snapshot_free(llama_snapshot *p);
+
+/* llama_prefill that also keeps its keys and values in *keep (cap >= n). */
+int llama_prefill_keep(llama_state *s, const uint32_t *tokens, uint32_t n, float *all_logits,
+                       llama_snapshot *keep);
+
+/* New caches for the attention policy *a holding the snapshot's tokens (calibrated when
+ * *a asks), positioned after them, with their logits in s->logits. */
+int llama_restore(llama_state *s, const llama_attention *a, const llama_snapshot *p);
+
 /* One decode step: append `token` at position pos, attend through the caches; its
  * logits go to s->logits. */
 int llama_decode(llama_state *s, uint32_t token);
