@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """check_logits.py - adamas-run's logits against a PyTorch forward of the same weights.
 
-Loads a trained model (model.pt and config.json written by train.py) into train.py's
-PyTorch Llama, exports it as an F32 GGUF file, runs `adamas-run logits` with full
+Loads a trained model (model.pt and config.json written by train.py, or with --gguf the
+weights a GGUF file holds, Q8_0 dequantized, Q/K rows back in rotate-half order) into
+train.py's PyTorch Llama, exports it as an F32 GGUF file, runs `adamas-run logits` with full
 attention and an f32 KV cache over the first --tokens bytes of a text (all but --tail
 prefilled as one batch, the last --tail decoded one step at a time), and compares every
 position's logits with PyTorch's float32 forward: ||a - b|| / ||b|| per position must
@@ -11,6 +12,8 @@ record for docs/).
 
     python3 tools/train/check_logits.py --run build/tools/adamas-run \\
         --model-dir build-train/run --text build-train/corpus/heldout.txt
+    python3 tools/train/check_logits.py --run build/tools/adamas-run \\
+        --gguf tools/model/adamas-ref.gguf --text build-train/corpus/heldout.txt
 """
 import argparse
 import os
@@ -27,7 +30,9 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__)
     ap.add_argument("--run", required=True, help="the adamas-run executable")
-    ap.add_argument("--model-dir", required=True, help="folder with model.pt and config.json")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model-dir", help="folder with model.pt and config.json")
+    src.add_argument("--gguf", help="a GGUF file of the model (its weights, dequantized)")
     ap.add_argument("--text", required=True, help="text whose bytes are the tokens")
     ap.add_argument("--tokens", type=int, default=512)
     ap.add_argument("--tail", type=int, default=64, help="positions decoded one at a time")
@@ -43,10 +48,16 @@ def main():
     import json
     import train
 
-    with open(os.path.join(args.model_dir, "config.json")) as f:
-        cfg = json.load(f)
-    state = torch.load(os.path.join(args.model_dir, "model.pt"), map_location="cpu",
-                       weights_only=True)
+    if args.gguf:
+        arrays, cfg = export_gguf.state_from_gguf(args.gguf)
+        state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+        source = args.gguf
+    else:
+        with open(os.path.join(args.model_dir, "config.json")) as f:
+            cfg = json.load(f)
+        state = torch.load(os.path.join(args.model_dir, "model.pt"), map_location="cpu",
+                           weights_only=True)
+        source = os.path.join(args.model_dir, "model.pt")
     model = train.build_model(cfg)
     model.load_state_dict(state)
     model = model.float().to(args.device).eval()
@@ -86,7 +97,7 @@ def main():
         with open(args.markdown, "w") as f:
             f.write("# adamas-run against PyTorch on the reference model\n\n")
             f.write(f"torch {torch.__version__} on {args.device}, float32 forward of "
-                    f"`{args.model_dir}/model.pt` ({cfg}); adamas-run on the same weights "
+                    f"`{source}` ({cfg}); adamas-run on the same weights "
                     f"exported as F32 GGUF, full attention, f32 KV cache.\n\n")
             f.write("```\n" + " ".join(os.path.basename(c) if i == 0 else c
                                        for i, c in enumerate(cmd)) + "\n")

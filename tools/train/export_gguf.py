@@ -196,6 +196,107 @@ class GGUFWriter:
                 f.write(b"\0" * (-len(data) % ALIGNMENT))
 
 
+# -------------------------------------------------------------------- reader
+
+
+def read_gguf(path):
+    """(metadata dict, {name: float32 array in numpy order}) of a GGUF file this module
+    wrote (F32, F16 and Q8_0 tensors; Q8_0 dequantized as an engine reads it)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    pos = 0
+
+    def take(fmt):
+        nonlocal pos
+        vals = struct.unpack_from(fmt, raw, pos)
+        pos += struct.calcsize(fmt)
+        return vals if len(vals) > 1 else vals[0]
+
+    def string():
+        nonlocal pos
+        n = take("<Q")
+        pos += n
+        return raw[pos - n:pos].decode("utf-8")
+
+    scalar = {UINT8: "<B", INT8: "<b", UINT16: "<H", INT16: "<h", UINT32: "<I", INT32: "<i",
+              FLOAT32: "<f", BOOL: "<?", UINT64: "<Q", INT64: "<q", FLOAT64: "<d"}
+
+    def value(vtype):
+        if vtype == STRING:
+            return string()
+        if vtype == ARRAY:
+            etype, n = take("<IQ")
+            return [value(etype) for _ in range(n)]
+        return take(scalar[vtype])
+
+    if raw[:4] != GGUF_MAGIC:
+        raise ValueError(f"{path}: not a GGUF file")
+    pos = 4
+    _, n_tensors, n_kv = take("<IQQ")
+    meta = {}
+    for _ in range(n_kv):
+        key = string()
+        meta[key] = value(take("<I"))
+    infos = []
+    for _ in range(n_tensors):
+        name = string()
+        dims = [take("<Q") for _ in range(take("<I"))]
+        gtype, offset = take("<IQ")
+        infos.append((name, tuple(reversed(dims)), gtype, offset))
+    align = meta.get("general.alignment", ALIGNMENT)
+    base = pos + (-pos % align)
+    tensors = {}
+    for name, shape, gtype, offset in infos:
+        count = int(np.prod(shape))
+        at = base + offset
+        if gtype == GGML_F32:
+            a = np.frombuffer(raw, "<f4", count, at).astype(np.float32)
+        elif gtype == GGML_F16:
+            a = np.frombuffer(raw, "<f2", count, at).astype(np.float32)
+        elif gtype == GGML_Q8_0:
+            a = dequantize_q8_0(raw[at:at + count // 32 * 34], count // shape[-1], shape[-1])
+        else:
+            raise ValueError(f"{path}: tensor {name} has ggml type {gtype}")
+        tensors[name] = a.reshape(shape)
+    return meta, tensors
+
+
+def unpermute_rope(w, n_heads):
+    """The inverse of permute_rope: llama.cpp's adjacent pairs back to rotate-half."""
+    rows = w.shape[0]
+    return (w.reshape(n_heads, rows // n_heads // 2, 2, *w.shape[1:])
+            .swapaxes(1, 2)
+            .reshape(w.shape))
+
+
+def state_from_gguf(path):
+    """(state dict with LlamaForCausalLM names, config) of the weights a GGUF file
+    holds: the inverse of export(), up to the rounding of its dtype."""
+    meta, t = read_gguf(path)
+    n_layers = meta["llama.block_count"]
+    n_heads, n_kv_heads = meta["llama.attention.head_count"], meta["llama.attention.head_count_kv"]
+    cfg = {"dim": meta["llama.embedding_length"], "n_layers": n_layers, "n_heads": n_heads,
+           "hidden_dim": meta["llama.feed_forward_length"],
+           "context_length": meta["llama.context_length"],
+           "rope_base": meta["llama.rope.freq_base"],
+           "norm_eps": meta["llama.attention.layer_norm_rms_epsilon"], "n_kv_heads": n_kv_heads}
+    state = {"model.embed_tokens.weight": t["token_embd.weight"],
+             "model.norm.weight": t["output_norm.weight"],
+             "lm_head.weight": t.get("output.weight", t["token_embd.weight"])}
+    for i in range(n_layers):
+        p, b = f"model.layers.{i}.", f"blk.{i}."
+        state[p + "input_layernorm.weight"] = t[b + "attn_norm.weight"]
+        state[p + "self_attn.q_proj.weight"] = unpermute_rope(t[b + "attn_q.weight"], n_heads)
+        state[p + "self_attn.k_proj.weight"] = unpermute_rope(t[b + "attn_k.weight"], n_kv_heads)
+        state[p + "self_attn.v_proj.weight"] = t[b + "attn_v.weight"]
+        state[p + "self_attn.o_proj.weight"] = t[b + "attn_output.weight"]
+        state[p + "post_attention_layernorm.weight"] = t[b + "ffn_norm.weight"]
+        state[p + "mlp.gate_proj.weight"] = t[b + "ffn_gate.weight"]
+        state[p + "mlp.up_proj.weight"] = t[b + "ffn_up.weight"]
+        state[p + "mlp.down_proj.weight"] = t[b + "ffn_down.weight"]
+    return state, cfg
+
+
 # -------------------------------------------------------------------- export
 
 
