@@ -115,7 +115,8 @@ static void usage(FILE *f)
             "            (default 0: greedy), --top-p P (default 0.9), --seed S, --ctx N\n"
             "            (default: the trained context, at most 32768)\n"
             "perplexity: --ctx N (default 4096), --tail M (default 256), --windows W (default:\n"
-            "            as many as the file holds)\n"
+            "            as many as the file holds, back to back; fewer are spread evenly\n"
+            "            over the file, the first at its start)\n"
             "passkey:    --ctx N (default 4096), --depths LIST (default 0.1,0.3,0.5,0.7,0.9),\n"
             "            --trials K keys per depth (default 2), --seed S, --filler F (text\n"
             "            repeated as filler; default: a few plain sentences)\n"
@@ -667,6 +668,7 @@ typedef struct {
     llama_attention attn;
     double sum_nll, decode_s;
     uint64_t scored, bytes;
+    double *window_nll;      /* [windows] the sum of -log p over each window's tail */
 } ppl_config;
 
 static int perplexity_main(engine *e)
@@ -684,8 +686,14 @@ static int perplexity_main(engine *e)
         fprintf(stderr, "adamas-run: out of memory\n");
         return 1;
     }
-    /* window w holds tokens [w*N, w*N+N); its last decode step predicts token w*N+N */
-    uint64_t windows = n > o->ctx ? (n - 1) / o->ctx : 0;
+    /* window w holds tokens [start[w], start[w]+N); its last decode step predicts token
+     * start[w]+N.  The windows lie back to back from the start of the file; fewer of them
+     * (--windows) are spread evenly over it, the first at its start, as numpy's linspace
+     * places tools/train/train.py's evaluation windows (slots of N+1 tokens). */
+    const uint64_t back_to_back = n > o->ctx ? (n - 1) / o->ctx : 0;
+    const uint64_t slots = n / ((uint64_t)o->ctx + 1);
+    uint64_t windows = back_to_back;
+    const bool spread = o->windows && o->windows < back_to_back && o->windows <= slots;
     if (o->windows && windows > o->windows)
         windows = o->windows;
     if (windows == 0) {
@@ -696,13 +704,23 @@ static int perplexity_main(engine *e)
     }
     /* every selector x dense layers x budget (full attention once: it has no budget) */
     ppl_config *cfg = calloc((size_t)o->n_selects * o->n_dense * o->n_budgets, sizeof *cfg);
+    uint64_t *start = malloc(windows * sizeof *start);
+    uint64_t *window_bytes = calloc(windows, sizeof *window_bytes);
     llama_snapshot snap = {0};
+    size_t n_cfg = 0;
     int rc = 1;
-    if (!cfg || llama_snapshot_init(&snap, &e->model, o->ctx - o->tail)) {
+    if (!cfg || !start || !window_bytes ||
+        llama_snapshot_init(&snap, &e->model, o->ctx - o->tail)) {
         fprintf(stderr, "adamas-run: out of memory\n");
         goto done;
     }
-    size_t n_cfg = 0;
+    const double step = spread && windows > 1
+                            ? (double)((slots - 1) * ((uint64_t)o->ctx + 1)) / (double)(windows - 1)
+                            : 0.0;
+    for (uint64_t w = 0; w < windows; w++)
+        start[w] = !spread ? w * o->ctx
+                   : w + 1 == windows && windows > 1 ? (slots - 1) * ((uint64_t)o->ctx + 1)
+                                                     : (uint64_t)((double)w * step);
     for (uint32_t si = 0; si < o->n_selects; si++)
         for (uint32_t di = 0; di < o->n_dense; di++)
             for (uint32_t bi = 0; bi < o->n_budgets; bi++) {
@@ -712,14 +730,17 @@ static int perplexity_main(engine *e)
                 cfg[n_cfg] = (ppl_config){.select = sel, .budget = o->budgets[bi],
                                           .dense_layers = o->dense[di]};
                 cfg[n_cfg].attn = attention_of(o, sel, o->budgets[bi], o->dense[di]);
-                n_cfg++;
+                if (!(cfg[n_cfg++].window_nll = calloc(windows, sizeof(double)))) {
+                    fprintf(stderr, "adamas-run: out of memory\n");
+                    goto done;
+                }
             }
     const uint32_t vocab = e->model.config.vocab_size, prefill = o->ctx - o->tail;
     progress bar;
     progress_start(&bar, windows * o->tail * n_cfg, "tokens scored");
     uint64_t done_steps = 0;
     for (uint64_t w = 0; w < windows; w++) {
-        const uint32_t *win = tokens + w * o->ctx;
+        const uint32_t *win = tokens + start[w];
         e->state.attn.calibrate = 0; /* the prefill's own caches are not decoded from */
         if (w > 0 && llama_state_reset(&e->state)) {
             engine_fail(e);
@@ -747,8 +768,12 @@ static int perplexity_main(engine *e)
                 uint32_t target = win[p + 1];
                 size_t piece_len;
                 tokenizer_piece(e->model.tok, target, &piece_len);
-                c->sum_nll += nll(e->state.logits, vocab, target);
+                double loss = nll(e->state.logits, vocab, target);
+                c->sum_nll += loss;
+                c->window_nll[w] += loss;
                 c->bytes += piece_len;
+                if (k == 0)
+                    window_bytes[w] += piece_len;
                 c->scored++;
                 char extra[128];
                 snprintf(extra, sizeof extra, "%s/%u/%u ppl %.4f, %.2f tokens/s", c->select->name,
@@ -762,10 +787,19 @@ static int perplexity_main(engine *e)
     if (jf)
         fprintf(jf, "{\"mode\": \"perplexity\", \"file\": \"%s\", \"ctx\": %u, \"tail\": %u, "
                     "\"windows\": %llu, \"kv\": \"%s\", \"threads\": %d, \"prefill_tokens\": %llu, "
-                    "\"prefill_tokens_per_s\": %.3f, \"results\": [",
+                    "\"prefill_tokens_per_s\": %.3f, ",
                 o->file, o->ctx, o->tail, (unsigned long long)windows,
                 o->kv_dtype == ADAMAS_F16 ? "f16" : "f32", o->threads,
                 (unsigned long long)e->sp.prefill_tokens, rate(e->sp.prefill_tokens, e->sp.prefill_s));
+    if (jf) {
+        fprintf(jf, "\"window_starts\": [");
+        for (uint64_t w = 0; w < windows; w++)
+            fprintf(jf, "%s%llu", w ? ", " : "", (unsigned long long)start[w]);
+        fprintf(jf, "], \"window_bytes\": [");
+        for (uint64_t w = 0; w < windows; w++)
+            fprintf(jf, "%s%llu", w ? ", " : "", (unsigned long long)window_bytes[w]);
+        fprintf(jf, "], \"results\": [");
+    }
     printf("%-18s %7s %6s %12s %14s %12s\n", "select", "budget", "dense", "perplexity",
            "bits per byte", "decode tok/s");
     for (size_t k = 0; k < n_cfg; k++) {
@@ -778,23 +812,33 @@ static int perplexity_main(engine *e)
         if (jf)
             fprintf(jf, "%s{\"select\": \"%s\", \"budget\": %u, \"dense_layers\": %u, "
                         "\"tokens_scored\": %llu, \"bytes_scored\": %llu, \"perplexity\": %.6f, "
-                        "\"bits_per_byte\": %.6f, \"decode_tokens_per_s\": %.3f}",
+                        "\"bits_per_byte\": %.6f, \"decode_tokens_per_s\": %.3f, "
+                        "\"window_nll_nats\": [",
                     k ? ", " : "", c->select->name, full ? 0 : c->budget, full ? 0 : c->dense_layers,
                     (unsigned long long)c->scored, (unsigned long long)c->bytes, ppl, bpb,
                     rate(c->scored, c->decode_s));
+        for (uint64_t w = 0; jf && w < windows; w++)
+            fprintf(jf, "%s%.6f", w ? ", " : "", c->window_nll[w]);
+        if (jf)
+            fprintf(jf, "]}");
     }
     if (jf) {
         fprintf(jf, "]}\n");
         fclose(jf);
     }
-    printf("%llu windows of %u tokens: %u prefilled with dense attention, the last %u decoded "
-           "one at a time and scored\n",
-           (unsigned long long)windows, o->ctx, prefill, o->tail);
+    printf("%llu windows of %u tokens%s: %u prefilled with dense attention, the last %u "
+           "decoded one at a time and scored\n",
+           (unsigned long long)windows, o->ctx, spread ? " spread over the file" : "", prefill,
+           o->tail);
     print_speed(stdout, &e->sp);
     rc = 0;
 done:
     llama_snapshot_free(&snap);
+    for (size_t k = 0; cfg && k < n_cfg; k++)
+        free(cfg[k].window_nll);
     free(cfg);
+    free(start);
+    free(window_bytes);
     free(tokens);
     return rc;
 }
