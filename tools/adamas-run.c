@@ -55,6 +55,7 @@ typedef struct {
     const char *out_path;      /* logits: where to write them                    */
     const char *json_path;
     const char *prompt, *prompt_file, *filler_file;
+    bool needle_c;             /* passkey: the key as a C string literal             */
     const selector_def *select;  /* the first of selects[]: every mode but perplexity */
     uint32_t budget, dense_layers; /* likewise the first of budgets[], dense[]         */
     const selector_def *selects[8];
@@ -102,8 +103,9 @@ static void usage(FILE *f)
             "                       streaming, oracle (default adamas)\n"
             "  --budget B           tokens attended per query head (default 128)\n"
             "  --dense-layers N     first layers decoded with full attention (default 2)\n"
-            "                       perplexity takes comma-separated lists of these three and\n"
-            "                       scores every combination after one prefill per window\n"
+            "                       perplexity and passkey take comma-separated lists of these\n"
+            "                       three and run every combination after one prefill per\n"
+            "                       window or trial\n"
             "  --sink S, --recent R first and last tokens always attended by adamas and\n"
             "                       oracle (library defaults: 0 and 1; streaming: 4 sinks)\n"
             "  --tau T              calibration constant of adamas-calibrated (default 0.6745)\n"
@@ -119,7 +121,10 @@ static void usage(FILE *f)
             "            over the file, the first at its start)\n"
             "passkey:    --ctx N (default 4096), --depths LIST (default 0.1,0.3,0.5,0.7,0.9),\n"
             "            --trials K keys per depth (default 2), --seed S, --filler F (text\n"
-            "            repeated as filler; default: a few plain sentences)\n"
+            "            repeated as filler; default: a few plain sentences), --needle text|c\n"
+            "            (text: \"The pass key is 12345. ...\" and \"What is the pass key? The\n"
+            "            pass key is\"; c, for models of code: a line 'static const char\n"
+            "            *pass_key = \"12345\";' and the question that line up to the quote)\n"
             "logits:     --out OUT (required), --ctx N (default: the whole file, at most the\n"
             "            trained context or 32768), --tail M (default 0)\n"
             "\n"
@@ -276,6 +281,10 @@ static int parse_options(int argc, char **argv, options *o)
             o->prompt_file = v;
         else if (!strcmp(a, "--filler"))
             o->filler_file = v;
+        else if (!strcmp(a, "--needle")) {
+            o->needle_c = !strcmp(v, "c");
+            bad = !o->needle_c && strcmp(v, "text");
+        }
         else if (!strcmp(a, "--out"))
             o->out_path = v;
         else if (!strcmp(a, "-n"))
@@ -308,9 +317,10 @@ static int parse_options(int argc, char **argv, options *o)
     o->select = o->selects[0];
     o->budget = o->budgets[0];
     o->dense_layers = o->dense[0];
-    if (strcmp(o->mode, "perplexity") && o->n_selects * o->n_budgets * o->n_dense > 1) {
+    if (strcmp(o->mode, "perplexity") && strcmp(o->mode, "passkey") &&
+        o->n_selects * o->n_budgets * o->n_dense > 1) {
         fprintf(stderr, "adamas-run %s: lists of --select, --budget and --dense-layers are for "
-                        "perplexity\n", o->mode);
+                        "perplexity and passkey\n", o->mode);
         return -1;
     }
     bool needs_file = !strcmp(o->mode, "perplexity") || !strcmp(o->mode, "logits");
@@ -509,6 +519,37 @@ static llama_attention attention_of(const options *o, const selector_def *sel, u
     return a;
 }
 
+/* One attention policy of a run that compares several (perplexity, passkey). */
+typedef struct {
+    const selector_def *select;
+    uint32_t budget, dense_layers;
+    llama_attention attn;
+} policy;
+
+/* Every selector x dense layers x budget of the options, full attention once (it has
+ * no budget), into out[n_selects * n_dense * n_budgets]; returns how many. */
+static size_t list_policies(const options *o, policy *out)
+{
+    size_t n = 0;
+    for (uint32_t si = 0; si < o->n_selects; si++)
+        for (uint32_t di = 0; di < o->n_dense; di++)
+            for (uint32_t bi = 0; bi < o->n_budgets; bi++) {
+                const selector_def *sel = o->selects[si];
+                if (sel->selector == ADAMAS_SELECT_FULL && (di > 0 || bi > 0))
+                    continue;
+                out[n] = (policy){.select = sel, .budget = o->budgets[bi],
+                                  .dense_layers = o->dense[di],
+                                  .attn = attention_of(o, sel, o->budgets[bi], o->dense[di])};
+                n++;
+            }
+    return n;
+}
+
+static size_t max_policies(const options *o)
+{
+    return (size_t)o->n_selects * o->n_dense * o->n_budgets;
+}
+
 /* ------------------------------------------------------------------- sampler */
 
 static uint64_t rng_state;
@@ -663,9 +704,7 @@ static double nll(const float *logits, uint32_t n, uint32_t target)
 
 /* One attention policy of a perplexity run and what it scored. */
 typedef struct {
-    const selector_def *select;
-    uint32_t budget, dense_layers;
-    llama_attention attn;
+    policy pol;
     double sum_nll, decode_s;
     uint64_t scored, bytes;
     double *window_nll;      /* [windows] the sum of -log p over each window's tail */
@@ -703,13 +742,14 @@ static int perplexity_main(engine *e)
         return 1;
     }
     /* every selector x dense layers x budget (full attention once: it has no budget) */
-    ppl_config *cfg = calloc((size_t)o->n_selects * o->n_dense * o->n_budgets, sizeof *cfg);
+    ppl_config *cfg = calloc(max_policies(o), sizeof *cfg);
+    policy *pols = malloc(max_policies(o) * sizeof *pols);
     uint64_t *start = malloc(windows * sizeof *start);
     uint64_t *window_bytes = calloc(windows, sizeof *window_bytes);
     llama_snapshot snap = {0};
     size_t n_cfg = 0;
     int rc = 1;
-    if (!cfg || !start || !window_bytes ||
+    if (!cfg || !pols || !start || !window_bytes ||
         llama_snapshot_init(&snap, &e->model, o->ctx - o->tail)) {
         fprintf(stderr, "adamas-run: out of memory\n");
         goto done;
@@ -721,20 +761,14 @@ static int perplexity_main(engine *e)
         start[w] = !spread ? w * o->ctx
                    : w + 1 == windows && windows > 1 ? (slots - 1) * ((uint64_t)o->ctx + 1)
                                                      : (uint64_t)((double)w * step);
-    for (uint32_t si = 0; si < o->n_selects; si++)
-        for (uint32_t di = 0; di < o->n_dense; di++)
-            for (uint32_t bi = 0; bi < o->n_budgets; bi++) {
-                const selector_def *sel = o->selects[si];
-                if (sel->selector == ADAMAS_SELECT_FULL && (di > 0 || bi > 0))
-                    continue;
-                cfg[n_cfg] = (ppl_config){.select = sel, .budget = o->budgets[bi],
-                                          .dense_layers = o->dense[di]};
-                cfg[n_cfg].attn = attention_of(o, sel, o->budgets[bi], o->dense[di]);
-                if (!(cfg[n_cfg++].window_nll = calloc(windows, sizeof(double)))) {
-                    fprintf(stderr, "adamas-run: out of memory\n");
-                    goto done;
-                }
-            }
+    n_cfg = list_policies(o, pols);
+    for (size_t k = 0; k < n_cfg; k++) {
+        cfg[k].pol = pols[k];
+        if (!(cfg[k].window_nll = calloc(windows, sizeof(double)))) {
+            fprintf(stderr, "adamas-run: out of memory\n");
+            goto done;
+        }
+    }
     const uint32_t vocab = e->model.config.vocab_size, prefill = o->ctx - o->tail;
     progress bar;
     progress_start(&bar, windows * o->tail * n_cfg, "tokens scored");
@@ -756,7 +790,7 @@ static int perplexity_main(engine *e)
         /* each policy decodes the tail from caches refilled with the prefill's keys */
         for (size_t k = 0; k < n_cfg; k++) {
             ppl_config *c = &cfg[k];
-            if (llama_restore(&e->state, &c->attn, &snap)) {
+            if (llama_restore(&e->state, &c->pol.attn, &snap)) {
                 engine_fail(e);
                 goto done;
             }
@@ -776,8 +810,8 @@ static int perplexity_main(engine *e)
                     window_bytes[w] += piece_len;
                 c->scored++;
                 char extra[128];
-                snprintf(extra, sizeof extra, "%s/%u/%u ppl %.4f, %.2f tokens/s", c->select->name,
-                         c->budget, c->dense_layers, exp(c->sum_nll / (double)c->scored),
+                snprintf(extra, sizeof extra, "%s/%u/%u ppl %.4f, %.2f tokens/s", c->pol.select->name,
+                         c->pol.budget, c->pol.dense_layers, exp(c->sum_nll / (double)c->scored),
                          rate(c->scored, c->decode_s));
                 progress_show(&bar, ++done_steps, extra);
             }
@@ -806,15 +840,16 @@ static int perplexity_main(engine *e)
         const ppl_config *c = &cfg[k];
         double ppl = exp(c->sum_nll / (double)c->scored);
         double bpb = c->bytes ? c->sum_nll / log(2.0) / (double)c->bytes : 0.0;
-        bool full = c->select->selector == ADAMAS_SELECT_FULL;
-        printf("%-18s %7u %6u %12.4f %14.4f %12.2f\n", c->select->name, full ? 0 : c->budget,
-               full ? 0 : c->dense_layers, ppl, bpb, rate(c->scored, c->decode_s));
+        bool full = c->pol.select->selector == ADAMAS_SELECT_FULL;
+        printf("%-18s %7u %6u %12.4f %14.4f %12.2f\n", c->pol.select->name,
+               full ? 0 : c->pol.budget, full ? 0 : c->pol.dense_layers, ppl, bpb, rate(c->scored, c->decode_s));
         if (jf)
             fprintf(jf, "%s{\"select\": \"%s\", \"budget\": %u, \"dense_layers\": %u, "
                         "\"tokens_scored\": %llu, \"bytes_scored\": %llu, \"perplexity\": %.6f, "
                         "\"bits_per_byte\": %.6f, \"decode_tokens_per_s\": %.3f, "
                         "\"window_nll_nats\": [",
-                    k ? ", " : "", c->select->name, full ? 0 : c->budget, full ? 0 : c->dense_layers,
+                    k ? ", " : "", c->pol.select->name, full ? 0 : c->pol.budget,
+                    full ? 0 : c->pol.dense_layers,
                     (unsigned long long)c->scored, (unsigned long long)c->bytes, ppl, bpb,
                     rate(c->scored, c->decode_s));
         for (uint64_t w = 0; jf && w < windows; w++)
@@ -837,6 +872,7 @@ done:
     for (size_t k = 0; cfg && k < n_cfg; k++)
         free(cfg[k].window_nll);
     free(cfg);
+    free(pols);
     free(start);
     free(window_bytes);
     free(tokens);
@@ -849,6 +885,8 @@ static const char default_filler[] =
     "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back "
     "again. ";
 
+#define PASSKEY_ANSWER 12 /* tokens generated at most */
+
 static int append_text(const tokenizer *t, const char *s, uint32_t **tokens, size_t *n)
 {
     if (tokenizer_encode(t, s, strlen(s), tokens, n)) {
@@ -858,59 +896,78 @@ static int append_text(const tokenizer *t, const char *s, uint32_t **tokens, siz
     return 0;
 }
 
-/* One trial: filler with the needle at `depth`, then the question; true when the
- * greedy answer starts with the key. */
-static int passkey_trial(engine *e, const uint32_t *filler, size_t n_filler, double depth,
-                         unsigned key, bool *found)
+/* The haystack of one trial: ctx - (question and answer room) tokens of filler with the
+ * needle at `depth`, into *all[*n] (malloc'd), and the question into *question[*n_question]. */
+static int passkey_haystack(const engine *e, const uint32_t *filler, size_t n_filler,
+                            double depth, unsigned key, uint32_t **all, size_t *n,
+                            uint32_t **question, size_t *n_question)
 {
     const tokenizer *tok = e->model.tok;
-    char needle[160], digits[16];
-    snprintf(needle, sizeof needle, "\nThe pass key is %05u. Remember it. %05u is the pass key.\n",
-             key, key);
-    snprintf(digits, sizeof digits, "%05u", key);
-    uint32_t *nt = NULL, *qt = NULL, *all = NULL;
-    size_t n_needle = 0, n_question = 0;
+    char needle[160];
+    if (e->o->needle_c)
+        snprintf(needle, sizeof needle, "\nstatic const char *pass_key = \"%05u\";\n", key);
+    else
+        snprintf(needle, sizeof needle,
+                 "\nThe pass key is %05u. Remember it. %05u is the pass key.\n", key, key);
+    uint32_t *nt = NULL;
+    size_t n_needle = 0;
     int rc = 1;
+    *all = NULL;
+    *question = NULL;
+    *n_question = 0;
     if (append_text(tok, needle, &nt, &n_needle) ||
-        append_text(tok, "\nWhat is the pass key? The pass key is", &qt, &n_question))
+        append_text(tok, e->o->needle_c ? "\nstatic const char *pass_key = \""
+                                        : "\nWhat is the pass key? The pass key is",
+                    question, n_question))
         goto done;
-    const size_t answer = 12; /* tokens generated at most */
     size_t ctx = e->o->ctx;
-    if (n_needle + n_question + answer + 1 > ctx) {
+    if (n_needle + *n_question + PASSKEY_ANSWER + 1 > ctx) {
         fprintf(stderr, "adamas-run passkey: --ctx %zu is too small for the needle and the "
-                        "question (%zu tokens)\n", ctx, n_needle + n_question + answer + 1);
+                        "question (%zu tokens)\n", ctx, n_needle + *n_question + PASSKEY_ANSWER + 1);
         goto done;
     }
-    size_t n_fill = ctx - n_needle - n_question - answer;
+    size_t n_fill = ctx - n_needle - *n_question - PASSKEY_ANSWER;
     size_t at = (size_t)(depth * (double)n_fill);
-    all = malloc(ctx * sizeof *all);
-    if (!all)
+    if (!(*all = malloc(ctx * sizeof **all)))
         goto done;
     size_t m = 0;
     for (size_t i = 0; i < n_fill; i++) {
         if (i == at) {
-            memcpy(all + m, nt, n_needle * sizeof *all);
+            memcpy(*all + m, nt, n_needle * sizeof **all);
             m += n_needle;
         }
-        all[m++] = filler[i % n_filler];
+        (*all)[m++] = filler[i % n_filler];
     }
     if (at >= n_fill) {
-        memcpy(all + m, nt, n_needle * sizeof *all);
+        memcpy(*all + m, nt, n_needle * sizeof **all);
         m += n_needle;
     }
-    /* the haystack is prefilled; the question is decoded through the selector */
-    if (llama_state_reset(&e->state)) {
-        engine_fail(e);
-        goto done;
+    *n = m;
+    rc = 0;
+done:
+    free(nt);
+    if (rc) {
+        free(*all);
+        free(*question);
+        *all = *question = NULL;
     }
-    if (engine_prefill(e, all, (uint32_t)m, NULL))
-        goto done;
+    return rc;
+}
+
+/* After the haystack: the question decoded through the selector, the answer generated
+ * greedily; *found when it starts with the key's five digits. */
+static int passkey_answer(engine *e, const uint32_t *question, size_t n_question, unsigned key,
+                          bool *found)
+{
+    const tokenizer *tok = e->model.tok;
+    char digits[16];
+    snprintf(digits, sizeof digits, "%05u", key);
     for (size_t i = 0; i < n_question; i++)
-        if (engine_decode(e, qt[i]))
-            goto done;
+        if (engine_decode(e, question[i]))
+            return 1;
     char out[128];
     size_t out_len = 0;
-    for (size_t i = 0; i < answer; i++) {
+    for (size_t i = 0; i < PASSKEY_ANSWER; i++) {
         uint32_t next = argmax(e->state.logits, e->model.config.vocab_size);
         size_t len;
         const char *piece = tokenizer_piece(tok, next, &len);
@@ -923,19 +980,22 @@ static int passkey_trial(engine *e, const uint32_t *filler, size_t n_filler, dou
         size_t nd = strspn(d, "0123456789");
         if (*d && (nd >= 5 || d[nd])) /* five digits, or something else came */
             break;
-        if (i + 1 < answer && engine_decode(e, next))
-            goto done;
+        if (i + 1 < PASSKEY_ANSWER && engine_decode(e, next))
+            return 1;
     }
     out[out_len] = 0;
     const char *d = out + strspn(out, " \n\t");
     *found = strncmp(d, digits, 5) == 0;
-    rc = 0;
-done:
-    free(nt);
-    free(qt);
-    free(all);
-    return rc;
+    return 0;
 }
+
+/* One attention policy of a passkey run and what it found. */
+typedef struct {
+    policy pol;
+    uint32_t found[16], total;
+    double decode_s;
+    uint64_t decode_tokens;
+} passkey_config;
 
 static int passkey_main(engine *e)
 {
@@ -960,44 +1020,115 @@ static int passkey_main(engine *e)
         return 1;
     }
     free(filler_text);
-    rng_state = o->seed ? o->seed : 1;
-    uint32_t hits[16] = {0}, total_hits = 0;
-    progress bar;
-    progress_start(&bar, (uint64_t)o->n_depths * o->trials, "trials");
+    /* one prefill per trial; every policy answers from caches refilled with its keys */
+    passkey_config *cfg = calloc(max_policies(o), sizeof *cfg);
+    policy *pols = malloc(max_policies(o) * sizeof *pols);
+    llama_snapshot snap = {0};
+    uint32_t *all = NULL, *question = NULL;
     int rc = 1;
+    if (!cfg || !pols || llama_snapshot_init(&snap, &e->model, o->ctx)) {
+        fprintf(stderr, "adamas-run: out of memory\n");
+        goto done;
+    }
+    const size_t n_cfg = list_policies(o, pols);
+    for (size_t k = 0; k < n_cfg; k++)
+        cfg[k].pol = pols[k];
+    rng_state = o->seed ? o->seed : 1;
+    const uint32_t trials = o->n_depths * o->trials;
+    progress bar;
+    progress_start(&bar, (uint64_t)trials * n_cfg, "answers");
+    uint64_t answered = 0;
     for (uint32_t d = 0; d < o->n_depths; d++)
         for (uint32_t t = 0; t < o->trials; t++) {
             unsigned key = (unsigned)(random_unit() * 100000.0f) % 100000u;
-            bool found = false;
-            if (passkey_trial(e, filler, n_filler, o->depths[d], key, &found))
+            size_t n_all, n_question;
+            free(all);
+            free(question);
+            if (passkey_haystack(e, filler, n_filler, o->depths[d], key, &all, &n_all, &question,
+                                 &n_question))
                 goto done;
-            hits[d] += found;
-            total_hits += found;
-            char extra[64];
-            snprintf(extra, sizeof extra, "%u found", total_hits);
-            progress_show(&bar, (uint64_t)d * o->trials + t + 1, extra);
+            e->state.attn.calibrate = 0; /* the prefill's own caches are not decoded from */
+            if (llama_state_reset(&e->state)) {
+                engine_fail(e);
+                goto done;
+            }
+            double t0 = now_seconds();
+            if (llama_prefill_keep(&e->state, all, (uint32_t)n_all, NULL, &snap)) {
+                engine_fail(e);
+                goto done;
+            }
+            e->sp.prefill_s += now_seconds() - t0;
+            e->sp.prefill_tokens += n_all;
+            for (size_t k = 0; k < n_cfg; k++) {
+                passkey_config *c = &cfg[k];
+                if (llama_restore(&e->state, &c->pol.attn, &snap)) {
+                    engine_fail(e);
+                    goto done;
+                }
+                const double s0 = e->sp.decode_s;
+                const uint64_t n0 = e->sp.decode_tokens;
+                bool found = false;
+                if (passkey_answer(e, question, n_question, key, &found))
+                    goto done;
+                c->decode_s += e->sp.decode_s - s0;
+                c->decode_tokens += e->sp.decode_tokens - n0;
+                c->found[d] += found;
+                c->total += found;
+                char extra[96];
+                snprintf(extra, sizeof extra, "%s/%u/%u: %u found", c->pol.select->name,
+                         c->pol.budget, c->pol.dense_layers, c->total);
+                progress_show(&bar, ++answered, extra);
+            }
         }
-    printf("passkey: %u tokens, select %s, budget %u, dense layers %u\n", o->ctx,
-           o->select->name, o->budget, o->dense_layers);
+    printf("passkey: %u tokens, %u depths x %u trials, needle %s\n", o->ctx, o->n_depths, o->trials,
+           o->needle_c ? "c" : "text");
+    printf("%-18s %7s %6s", "select", "budget", "dense");
     for (uint32_t d = 0; d < o->n_depths; d++)
-        printf("  depth %.2f: %u/%u\n", o->depths[d], hits[d], o->trials);
-    printf("accuracy %.3f (%u/%u)\n", (double)total_hits / (double)(o->n_depths * o->trials), total_hits,
-           o->n_depths * o->trials);
-    print_speed(stdout, &e->sp);
+        printf("  %5.2f", o->depths[d]);
+    printf("  %8s %12s\n", "accuracy", "decode tok/s");
     FILE *jf = json_open(o);
-    if (jf) {
-        fprintf(jf, "{");
-        json_common(jf, e);
-        fprintf(jf, ", \"ctx\": %u, \"accuracy\": %.6f, \"depths\": [", o->ctx,
-                (double)total_hits / (double)(o->n_depths * o->trials));
+    if (jf)
+        fprintf(jf, "{\"mode\": \"passkey\", \"ctx\": %u, \"kv\": \"%s\", \"threads\": %d, "
+                    "\"filler\": \"%s\", \"needle\": \"%s\", \"trials\": %u, \"prefill_tokens\": %llu, "
+                    "\"prefill_tokens_per_s\": %.3f, \"depths\": [",
+                o->ctx, o->kv_dtype == ADAMAS_F16 ? "f16" : "f32", o->threads,
+                o->filler_file ? o->filler_file : "", o->needle_c ? "c" : "text", o->trials,
+                (unsigned long long)e->sp.prefill_tokens, rate(e->sp.prefill_tokens, e->sp.prefill_s));
+    for (uint32_t d = 0; jf && d < o->n_depths; d++)
+        fprintf(jf, "%s%.4f", d ? ", " : "", o->depths[d]);
+    if (jf)
+        fprintf(jf, "], \"results\": [");
+    for (size_t k = 0; k < n_cfg; k++) {
+        const passkey_config *c = &cfg[k];
+        bool full = c->pol.select->selector == ADAMAS_SELECT_FULL;
+        double accuracy = (double)c->total / (double)trials;
+        printf("%-18s %7u %6u", c->pol.select->name, full ? 0 : c->pol.budget,
+               full ? 0 : c->pol.dense_layers);
         for (uint32_t d = 0; d < o->n_depths; d++)
-            fprintf(jf, "%s{\"depth\": %.4f, \"found\": %u, \"trials\": %u}", d ? ", " : "",
-                    o->depths[d], hits[d], o->trials);
+            printf("  %2u/%-2u", c->found[d], o->trials);
+        printf("  %8.3f %12.2f\n", accuracy, rate(c->decode_tokens, c->decode_s));
+        if (jf) {
+            fprintf(jf, "%s{\"select\": \"%s\", \"budget\": %u, \"dense_layers\": %u, "
+                        "\"accuracy\": %.6f, \"decode_tokens_per_s\": %.3f, \"found\": [",
+                    k ? ", " : "", c->pol.select->name, full ? 0 : c->pol.budget,
+                    full ? 0 : c->pol.dense_layers, accuracy, rate(c->decode_tokens, c->decode_s));
+            for (uint32_t d = 0; d < o->n_depths; d++)
+                fprintf(jf, "%s%u", d ? ", " : "", c->found[d]);
+            fprintf(jf, "]}");
+        }
+    }
+    if (jf) {
         fprintf(jf, "]}\n");
         fclose(jf);
     }
+    print_speed(stdout, &e->sp);
     rc = 0;
 done:
+    llama_snapshot_free(&snap);
+    free(all);
+    free(question);
+    free(cfg);
+    free(pols);
     free(filler);
     return rc;
 }
