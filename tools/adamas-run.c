@@ -59,6 +59,7 @@ typedef struct {
     const selector_def *select;  /* the first of selects[]: every mode but perplexity */
     uint32_t budget, dense_layers; /* likewise the first of budgets[], dense[]         */
     const selector_def *selects[8];
+    int selects_dense[8];      /* NAME:D in --select: its own dense layers; else -1   */
     uint32_t budgets[16], dense[4];
     uint32_t n_selects, n_budgets, n_dense;
     uint32_t sink, recent;
@@ -100,7 +101,8 @@ static void usage(FILE *f)
             "model and attention (every mode):\n"
             "  -m, --model PATH     GGUF file (default %s)\n"
             "  --select NAME        adamas, adamas-calibrated, adamas-rerank4, full, quest,\n"
-            "                       streaming, oracle (default adamas)\n"
+            "                       streaming, oracle (default adamas); NAME:D decodes with\n"
+            "                       D dense layers whatever --dense-layers says\n"
             "  --budget B           tokens attended per query head (default 128)\n"
             "  --dense-layers N     first layers decoded with full attention (default 2)\n"
             "                       perplexity and passkey take comma-separated lists of these\n"
@@ -177,6 +179,17 @@ static int parse_selectors(const char *v, options *o)
     o->n_selects = 0;
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
         const selector_def *found = NULL;
+        int dense = -1;
+        char *colon = strchr(tok, ':');
+        if (colon) {
+            uint32_t d;
+            *colon = 0;
+            if (parse_u32(colon + 1, &d) || d > 4096) {
+                fprintf(stderr, "adamas-run: bad dense layers in \"%s:%s\"\n", tok, colon + 1);
+                return -1;
+            }
+            dense = (int)d;
+        }
         for (size_t k = 0; k < sizeof selectors / sizeof selectors[0]; k++)
             if (!strcmp(tok, selectors[k].name))
                 found = &selectors[k];
@@ -184,6 +197,7 @@ static int parse_selectors(const char *v, options *o)
             fprintf(stderr, "adamas-run: unknown selector \"%s\" (see --help)\n", tok);
             return -1;
         }
+        o->selects_dense[o->n_selects] = dense;
         o->selects[o->n_selects++] = found;
     }
     return o->n_selects ? 0 : -1;
@@ -208,7 +222,8 @@ static int parse_depths(const char *v, options *o)
 
 static int parse_options(int argc, char **argv, options *o)
 {
-    *o = (options){.model_path = NULL, .selects = {&selectors[0]}, .n_selects = 1,
+    *o = (options){.model_path = NULL, .selects = {&selectors[0]}, .selects_dense = {-1},
+                   .n_selects = 1,
                    .budgets = {128}, .n_budgets = 1, .dense = {2}, .n_dense = 1, .tau = 0.6745f, .kv_dtype = ADAMAS_F16, .ctx = 0,
                    .tail = 0, .n_generate = 256, .temperature = 0.0f, .top_p = 0.9f,
                    .seed = 1, .depths = {0.1, 0.3, 0.5, 0.7, 0.9}, .n_depths = 5, .trials = 2};
@@ -316,7 +331,7 @@ static int parse_options(int argc, char **argv, options *o)
     }
     o->select = o->selects[0];
     o->budget = o->budgets[0];
-    o->dense_layers = o->dense[0];
+    o->dense_layers = o->selects_dense[0] >= 0 ? (uint32_t)o->selects_dense[0] : o->dense[0];
     if (strcmp(o->mode, "perplexity") && strcmp(o->mode, "passkey") &&
         o->n_selects * o->n_budgets * o->n_dense > 1) {
         fprintf(stderr, "adamas-run %s: lists of --select, --budget and --dense-layers are for "
@@ -527,7 +542,8 @@ typedef struct {
 } policy;
 
 /* Every selector x dense layers x budget of the options, full attention once (it has
- * no budget), into out[n_selects * n_dense * n_budgets]; returns how many. */
+ * no budget) and a selector given as NAME:D with D dense layers only, into
+ * out[n_selects * n_dense * n_budgets]; returns how many. */
 static size_t list_policies(const options *o, policy *out)
 {
     size_t n = 0;
@@ -535,11 +551,13 @@ static size_t list_policies(const options *o, policy *out)
         for (uint32_t di = 0; di < o->n_dense; di++)
             for (uint32_t bi = 0; bi < o->n_budgets; bi++) {
                 const selector_def *sel = o->selects[si];
-                if (sel->selector == ADAMAS_SELECT_FULL && (di > 0 || bi > 0))
+                const int own = o->selects_dense[si];
+                if ((sel->selector == ADAMAS_SELECT_FULL && (di > 0 || bi > 0)) ||
+                    (own >= 0 && di > 0))
                     continue;
-                out[n] = (policy){.select = sel, .budget = o->budgets[bi],
-                                  .dense_layers = o->dense[di],
-                                  .attn = attention_of(o, sel, o->budgets[bi], o->dense[di])};
+                const uint32_t dense = own >= 0 ? (uint32_t)own : o->dense[di];
+                out[n] = (policy){.select = sel, .budget = o->budgets[bi], .dense_layers = dense,
+                                  .attn = attention_of(o, sel, o->budgets[bi], dense)};
                 n++;
             }
     return n;
