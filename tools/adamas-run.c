@@ -563,6 +563,15 @@ static size_t list_policies(const options *o, policy *out)
     return n;
 }
 
+/* "adamas/128/2": selector, budget and dense layers; "full" alone has neither. */
+static const char *policy_name(const policy *p, char *buf, size_t size)
+{
+    if (p->select->selector == ADAMAS_SELECT_FULL)
+        return p->select->name;
+    snprintf(buf, size, "%s/%u/%u", p->select->name, p->budget, p->dense_layers);
+    return buf;
+}
+
 static size_t max_policies(const options *o)
 {
     return (size_t)o->n_selects * o->n_dense * o->n_budgets;
@@ -827,10 +836,10 @@ static int perplexity_main(engine *e)
                 if (k == 0)
                     window_bytes[w] += piece_len;
                 c->scored++;
-                char extra[128];
-                snprintf(extra, sizeof extra, "%s/%u/%u ppl %.4f, %.2f tokens/s", c->pol.select->name,
-                         c->pol.budget, c->pol.dense_layers, exp(c->sum_nll / (double)c->scored),
-                         rate(c->scored, c->decode_s));
+                char extra[160], name[64];
+                snprintf(extra, sizeof extra, "%s ppl %.4f, %.2f tokens/s",
+                         policy_name(&c->pol, name, sizeof name),
+                         exp(c->sum_nll / (double)c->scored), rate(c->scored, c->decode_s));
                 progress_show(&bar, ++done_steps, extra);
             }
         }
@@ -1092,9 +1101,9 @@ static int passkey_main(engine *e)
                 c->decode_tokens += e->sp.decode_tokens - n0;
                 c->found[d] += found;
                 c->total += found;
-                char extra[96];
-                snprintf(extra, sizeof extra, "%s/%u/%u: %u found", c->pol.select->name,
-                         c->pol.budget, c->pol.dense_layers, c->total);
+                char extra[96], name[64];
+                snprintf(extra, sizeof extra, "%s: %u found",
+                         policy_name(&c->pol, name, sizeof name), c->total);
                 progress_show(&bar, ++answered, extra);
             }
         }
