@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # setup.sh - install what is missing, build, and run the demo or the test suite.
 #
-#   bash tools/setup.sh demo   Debian packages for the library, build, run `adamas demo`
+#   bash tools/setup.sh demo   Debian packages for the library, build, run `adamas demo`,
+#                              then the reference model (tools/model/adamas-ref.gguf) in
+#                              adamas-run: 200 bytes of C, and a passkey at 4K tokens
 #   bash tools/setup.sh test   the test packages too, build, run the whole test suite
 #   bash tools/setup.sh build  packages and build only
 #
@@ -16,7 +18,7 @@ mode=${1:-demo}
 case "$mode" in
 demo | test | build) ;;
 -h | --help)
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
 *)
@@ -96,6 +98,16 @@ demo)
     say "adamas demo"
     # shellcheck disable=SC2086
     "$build_dir/tools/adamas" demo ${DEMO_ARGS:-}
+    # the shipped reference model (15 M parameters, trained on the Linux kernel's C):
+    # prefill with dense attention, decode through Adamas (budget 128) in 8 of 10 layers
+    model=tools/model/adamas-ref.gguf
+    say "adamas-run generate: 200 bytes of C from $model, Adamas B=128"
+    "$build_dir/tools/adamas-run" generate -m "$model" -n 200 --select adamas --budget 128 \
+        --temperature 0.7 --top-p 0.9 --seed 1 \
+        --prompt $'/* Free every entry of the list and the list itself. */\nstatic void list_free(struct list *list)\n{\n'
+    say "adamas-run passkey: a key in 4K tokens of tools/llama.c, full attention and Adamas B=128"
+    "$build_dir/tools/adamas-run" passkey -m "$model" --ctx 4096 --filler tools/llama.c \
+        --needle c --depths 0.2,0.5,0.8 --trials 1 --select full,adamas --budget 128
     ;;
 test)
     say "test suite"
