@@ -42,12 +42,12 @@ measure() {
     local meta=$results/$name.meta t0
     t0=$(date +%s)
     {
-        echo "command: adamas-run $*"
+        echo "command: adamas-run $* --threads $threads"
         echo "date: $(date -Is)"
         echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
         echo "uptime before: $(uptime)"
     } >"$meta"
-    echo "== $name: adamas-run $*"
+    echo "== $name: adamas-run $* --threads $threads"
     "$run" "$@" --threads "$threads" --json "$results/$name.json" | tee "$results/$name.txt"
     {
         echo "uptime after: $(uptime)"
