@@ -47,6 +47,7 @@
 #include <cblas.h>
 #endif
 
+#include "cli.h"
 #include "adamas.h"
 #include "decode.h" /* internal: the scan phase is timed alone */
 #include "workload.h"
@@ -57,13 +58,6 @@
 #define GIB (1024.0 * 1024.0 * 1024.0)
 
 /* ------------------------------------------------------------------ machine */
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* CPU time of the calling thread: with the wall time of a one-thread step it tells
  * how long the step was off the CPU (a shared machine).  Not used for several
@@ -76,16 +70,10 @@ static double cpu_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Median of v[n] (n >= 1); v is sorted in place. */
 static double median(double *v, size_t n)
 {
-    qsort(v, n, sizeof *v, cmp_double);
+    qsort(v, n, sizeof *v, cli_cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
@@ -189,9 +177,9 @@ static double probe_bandwidth(const uint64_t *buf, size_t words, int threads, in
 {
     double best = 0.0;
     for (int p = 0; p < passes; p++) {
-        double t0 = now_seconds();
+        double t0 = cli_now();
         sink_u64 += read_pass(buf, words, threads);
-        double gbps = (double)words * 8.0 / (now_seconds() - t0) / 1e9;
+        double gbps = (double)words * 8.0 / (cli_now() - t0) / 1e9;
         best = gbps > best ? gbps : best;
     }
     return best;
@@ -295,16 +283,6 @@ static void usage(FILE *f)
             "the f32 rows go first.\n");
 }
 
-static int parse_u32(const char *s, uint32_t *out)
-{
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (!*s || *end || v > UINT32_MAX)
-        return -1;
-    *out = (uint32_t)v;
-    return 0;
-}
-
 /* Comma-separated items of v through parse_item; returns the count or -1. */
 static int parse_list(const char *v, void *out, int (*parse_item)(const char *, void *, int))
 {
@@ -334,7 +312,7 @@ static int parse_context(const char *s, void *out, int i)
         mult = 1024 * 1024;
     if (mult > 1)
         num[len - 1] = 0;
-    if (parse_u32(num, &v) || v == 0 || (uint64_t)v * mult >= UINT32_MAX)
+    if (cli_parse_u32(num, &v) || v == 0 || (uint64_t)v * mult >= UINT32_MAX)
         return -1;
     ((uint32_t *)out)[i] = v * mult;
     return 0;
@@ -343,7 +321,7 @@ static int parse_context(const char *s, void *out, int i)
 static int parse_budget(const char *s, void *out, int i)
 {
     uint32_t *b = out;
-    return parse_u32(s, &b[i]) || b[i] < 2;
+    return cli_parse_u32(s, &b[i]) || b[i] < 2;
 }
 
 static int parse_threads(const char *s, void *out, int i)
@@ -353,7 +331,7 @@ static int parse_threads(const char *s, void *out, int i)
         ((int *)out)[i] = 0;
         return 0;
     }
-    if (parse_u32(s, &v) || v == 0 || v > 4096)
+    if (cli_parse_u32(s, &v) || v == 0 || v > 4096)
         return -1;
     ((int *)out)[i] = (int)v;
     return 0;
@@ -432,11 +410,11 @@ static int parse_options(int argc, char **argv, options *o)
             o->selectors = 0;
             bad = parse_list(v, &o->selectors, parse_selector) < 0;
         } else if (!strcmp(a, "--baseline-budget")) {
-            bad = parse_u32(v, &o->baseline_budget) || o->baseline_budget < 17;
+            bad = cli_parse_u32(v, &o->baseline_budget) || o->baseline_budget < 17;
         } else if (!strcmp(a, "--rerank")) {
-            bad = parse_u32(v, &o->rerank) || o->rerank < 2;
+            bad = cli_parse_u32(v, &o->rerank) || o->rerank < 2;
         } else if (!strcmp(a, "--reps")) {
-            bad = parse_u32(v, &o->reps) || o->reps == 0 || o->reps > MAX_REPS;
+            bad = cli_parse_u32(v, &o->reps) || o->reps == 0 || o->reps > MAX_REPS;
         } else if (!strcmp(a, "--mem-limit")) {
             char *end;
             o->mem_limit = strtod(v, &end) * GIB;
@@ -626,7 +604,7 @@ static int case_build(bench_case *bc, const options *o, const shape *sh, uint32_
     }
     adamas_cache *caches[2] = {bc->c16, bc->c32};
     workload_rng r = {o->seed};
-    double t0 = now_seconds();
+    double t0 = cli_now();
     st = workload_fill(&bc->w, caches, with32 ? 2 : 1, &r);
     if (st == ADAMAS_ENOMEM) {
         fprintf(stderr, "bench_decode: out of memory\n");
@@ -635,7 +613,7 @@ static int case_build(bench_case *bc, const options *o, const shape *sh, uint32_
     if (st)
         return fail_adamas("adamas_cache_append", st);
     progress("built %u/%u heads d=%u, %u tokens, %s KV in %.1f s", sh->heads, sh->kv_heads,
-             sh->dim, n, with32 ? "f16 and f32" : "f16", now_seconds() - t0);
+             sh->dim, n, with32 ? "f16 and f32" : "f16", cli_now() - t0);
 
     /* reference outputs: dense attention over each stored dtype */
     adamas_decode_params pf = adamas_decode_params_default(ADAMAS_SELECT_FULL, 0);
@@ -1030,14 +1008,14 @@ static int run_block(const options *o, bench_case *bc, int threads, double probe
     for (uint32_t rep = 0; rep < o->reps; rep++)
         for (uint32_t i = 0; i < n_rows; i++) {
             if (!o->warm) {
-                double t0 = now_seconds();
+                double t0 = cli_now();
                 evict(ev, threads);
-                ev_gbps[n_ev++] = (double)ev->words * 8.0 / (now_seconds() - t0) / 1e9;
+                ev_gbps[n_ev++] = (double)ev->words * 8.0 / (cli_now() - t0) / 1e9;
             }
-            double t0 = now_seconds(), c0 = cpu_seconds();
+            double t0 = cli_now(), c0 = cpu_seconds();
             if (run_once(bc, &rows[i], threads, NULL))
                 return -1;
-            rows[i].times[rep] = now_seconds() - t0;
+            rows[i].times[rep] = cli_now() - t0;
             rows[i].cpu[rep] = cpu_seconds() - c0;
         }
     const double load1 = load_average();

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli.h"
 #include "../simd/simd.h"
 #include "adamas.h"
 #include "kernels.h"
@@ -75,12 +76,6 @@ static double now_ns(void)
     return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 typedef void (*body_fn)(const variant *v, void *ctx);
 
 /* Median over `reps` repetitions of the time of one call of body, divided by
@@ -99,7 +94,7 @@ static double median_ns_per_item(const variant *v, body_fn body, void *ctx, doub
             body(v, ctx);
         times[r] = (now_ns() - t0) / (double)calls / items;
     }
-    qsort(times, (size_t)reps, sizeof times[0], cmp_double);
+    qsort(times, (size_t)reps, sizeof times[0], cli_cmp_double);
     return times[reps / 2];
 }
 

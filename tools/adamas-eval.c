@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "adamas.h"
 #include "dump.h"
 
@@ -101,18 +102,6 @@ static void usage(FILE *f)
             "adamas-calibrated* calibrate once, after the prefill.  Progress goes to stderr.\n");
 }
 
-static int parse_u32(const char *s, uint32_t *out)
-{
-    char *end;
-    if (!*s || *s == '-')
-        return -1;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (*end || v > UINT32_MAX)
-        return -1;
-    *out = (uint32_t)v;
-    return 0;
-}
-
 static int parse_budgets(const char *v, options *o)
 {
     char buf[512];
@@ -121,7 +110,7 @@ static int parse_budgets(const char *v, options *o)
     strcpy(buf, v);
     o->n_budgets = 0;
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-        if (o->n_budgets == MAX_BUDGETS || parse_u32(tok, &o->budgets[o->n_budgets]) ||
+        if (o->n_budgets == MAX_BUDGETS || cli_parse_u32(tok, &o->budgets[o->n_budgets]) ||
             o->budgets[o->n_budgets] == 0)
             return -1;
         o->n_budgets++;
@@ -206,7 +195,7 @@ static int parse_options(int argc, char **argv, options *o)
             if (parse_selectors(v, o))
                 return -1;
         } else if (!strcmp(a, "--steps"))
-            bad = parse_u32(v, &o->steps) || o->steps == 0;
+            bad = cli_parse_u32(v, &o->steps) || o->steps == 0;
         else if (!strcmp(a, "--json"))
             o->json_path = v;
         else if (!strcmp(a, "--save-full"))
@@ -214,9 +203,9 @@ static int parse_options(int argc, char **argv, options *o)
         else if (!strcmp(a, "--layers"))
             o->layer_list = (char *)v;
         else if (!strcmp(a, "--sink"))
-            bad = parse_u32(v, &o->sink);
+            bad = cli_parse_u32(v, &o->sink);
         else if (!strcmp(a, "--recent"))
-            bad = parse_u32(v, &o->recent);
+            bad = cli_parse_u32(v, &o->recent);
         else if (!strcmp(a, "--tau")) {
             char *end;
             o->tau = strtof(v, &end);
@@ -254,9 +243,9 @@ static int parse_layers(const char *list, uint32_t n_layers, bool *wanted)
         char *dash = strchr(tok, '-');
         if (dash) {
             *dash = 0;
-            if (parse_u32(tok, &lo) || parse_u32(dash + 1, &hi) || lo > hi)
+            if (cli_parse_u32(tok, &lo) || cli_parse_u32(dash + 1, &hi) || lo > hi)
                 return -1;
-        } else if (parse_u32(tok, &lo)) {
+        } else if (cli_parse_u32(tok, &lo)) {
             return -1;
         } else {
             hi = lo;
@@ -362,13 +351,6 @@ static double rel_err(const float *o, const double *ref, size_t d)
 
 /* ------------------------------------------------------------------ runtime */
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 typedef struct {
     const options *o;
     const dump_file *dump;
@@ -434,7 +416,7 @@ static void reference_attention(const dump_file *dump, const layer_buffers *b, u
 /* On a terminal one line updated in place; otherwise (a log) one line per layer. */
 static void report_progress(run_state *r, uint32_t layer, uint32_t step, bool layer_done)
 {
-    double t = now_seconds();
+    double t = cli_now();
     if (!r->tty && !layer_done)
         return;
     if (r->tty && !layer_done && t - r->last_report < 0.5)
@@ -751,7 +733,7 @@ int main(int argc, char **argv)
                     "kernels %s\n",
             o.dump_path, dump.n_layers, N, Hq, dump.n_kv_heads, d, dump_dtype_name(kv_dtype),
             adamas_isa_name());
-    r.t0 = now_seconds();
+    r.t0 = cli_now();
     r.tty = isatty(fileno(stderr));
     for (uint32_t l = 0; l < dump.n_layers; l++) {
         if (!wanted[l])

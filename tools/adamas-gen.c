@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "adamas.h"
 #include "gen.h"
 
@@ -41,25 +42,6 @@ static void usage(FILE *f)
             c.sinks, c.needles, c.outliers, c.rope_base);
 }
 
-static int parse_u32(const char *s, uint32_t *out)
-{
-    char *end;
-    if (!*s || *s == '-')
-        return -1;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (*end || v > UINT32_MAX)
-        return -1;
-    *out = (uint32_t)v;
-    return 0;
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 typedef struct {
     uint32_t layers;
     double t0;
@@ -70,7 +52,7 @@ static void report_progress(uint32_t done, void *arg)
     const progress_state *p = arg;
     int tty = isatty(fileno(stderr));
     fprintf(stderr, "%sadamas-gen: layer %u / %u written (%.1f s)%s", tty ? "\r" : "", done,
-            p->layers, now_seconds() - p->t0, tty && done < p->layers ? "" : "\n");
+            p->layers, cli_now() - p->t0, tty && done < p->layers ? "" : "\n");
     fflush(stderr);
 }
 
@@ -110,21 +92,21 @@ int main(int argc, char **argv)
         }
         int bad = 0;
         if (!strcmp(a, "--layers"))
-            bad = parse_u32(v, &c.layers);
+            bad = cli_parse_u32(v, &c.layers);
         else if (!strcmp(a, "--tokens"))
-            bad = parse_u32(v, &c.tokens);
+            bad = cli_parse_u32(v, &c.tokens);
         else if (!strcmp(a, "--heads"))
-            bad = parse_u32(v, &c.heads);
+            bad = cli_parse_u32(v, &c.heads);
         else if (!strcmp(a, "--kv-heads"))
-            bad = parse_u32(v, &c.kv_heads);
+            bad = cli_parse_u32(v, &c.kv_heads);
         else if (!strcmp(a, "--dim"))
-            bad = parse_u32(v, &c.head_dim);
+            bad = cli_parse_u32(v, &c.head_dim);
         else if (!strcmp(a, "--sinks"))
-            bad = parse_u32(v, &c.sinks);
+            bad = cli_parse_u32(v, &c.sinks);
         else if (!strcmp(a, "--needles"))
-            bad = parse_u32(v, &c.needles);
+            bad = cli_parse_u32(v, &c.needles);
         else if (!strcmp(a, "--outliers"))
-            bad = parse_u32(v, &c.outliers);
+            bad = cli_parse_u32(v, &c.outliers);
         else if (!strcmp(a, "--seed")) {
             char *end;
             c.seed = strtoull(v, &end, 0);
@@ -161,7 +143,7 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "adamas-gen: %u layers, %u tokens, %u heads, %u kv heads, d=%u -> %s\n",
             c.layers, c.tokens, c.heads, c.kv_heads, c.head_dim, out);
-    progress_state p = {c.layers, now_seconds()};
+    progress_state p = {c.layers, cli_now()};
     int st = gen_write(&c, out, report_progress, &p, err, sizeof err);
     if (st) {
         fprintf(stderr, "\nadamas-gen: %s: %s\n", adamas_strerror(st), err);

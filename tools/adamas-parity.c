@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli.h"
 #include "adamas.h"
 #include "workload.h"
 
@@ -26,13 +27,6 @@
 #define EXIT_SKIP 77
 
 /* ------------------------------------------------------------------ helpers */
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static const char *dtype_name(adamas_dtype t)
 {
@@ -372,18 +366,18 @@ static int check_step(case_state *cs, const parity_step *ps, uint32_t budget, st
     memset(sa, 0xa5, (sel_n + 1) * sizeof *sa);
     memset(sb, 0x5a, (sel_n + 1) * sizeof *sb);
     int st;
-    double t0 = now_seconds();
+    double t0 = cli_now();
     if ((st = adamas_decode(cs->cpu, &p, cs->q, oa, sa))) {
         report_api("CPU decode", st);
         goto done;
     }
-    double t1 = now_seconds();
+    double t1 = cli_now();
     if ((st = adamas_decode(cs->gpu, &p, cs->q, ob, sb))) {
         report_api("CUDA decode", st);
         goto done;
     }
     res->cpu_ms = 1e3 * (t1 - t0);
-    res->gpu_ms = 1e3 * (now_seconds() - t1);
+    res->gpu_ms = 1e3 * (cli_now() - t1);
 
     res->selected_ok = 1;
     const int full = ps->selector == ADAMAS_SELECT_FULL;
@@ -554,11 +548,11 @@ int main(int argc, char **argv)
     const parity_case *cases = quick ? quick_cases : full_cases;
     size_t n_cases = quick ? sizeof quick_cases / sizeof quick_cases[0]
                            : sizeof full_cases / sizeof full_cases[0];
-    double t0 = now_seconds();
+    double t0 = cli_now();
     for (size_t i = 0; i < n_cases; i++)
         if ((st = run_case(&cases[i], &r)))
             return EXIT_USAGE;
     printf("\n%s: %d mismatch%s (%.1f s)\n", r.failures ? "FAILED" : "all identical", r.failures,
-           r.failures == 1 ? "" : "es", now_seconds() - t0);
+           r.failures == 1 ? "" : "es", cli_now() - t0);
     return r.failures ? EXIT_MISMATCH : 0;
 }

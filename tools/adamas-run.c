@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "adamas.h"
 #include "llama.h"
 
@@ -135,18 +136,6 @@ static void usage(FILE *f)
             ADAMAS_RUN_DEFAULT_MODEL);
 }
 
-static int parse_u32(const char *s, uint32_t *out)
-{
-    char *end;
-    if (!*s || *s == '-')
-        return -1;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (*end || v > UINT32_MAX)
-        return -1;
-    *out = (uint32_t)v;
-    return 0;
-}
-
 static int parse_float(const char *s, float *out)
 {
     char *end;
@@ -163,7 +152,7 @@ static int parse_list(const char *v, uint32_t *out, uint32_t max, uint32_t *n, u
     strcpy(buf, v);
     *n = 0;
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-        if (*n == max || parse_u32(tok, &out[*n]) || out[*n] < min)
+        if (*n == max || cli_parse_u32(tok, &out[*n]) || out[*n] < min)
             return -1;
         (*n)++;
     }
@@ -184,7 +173,7 @@ static int parse_selectors(const char *v, options *o)
         if (colon) {
             uint32_t d;
             *colon = 0;
-            if (parse_u32(colon + 1, &d) || d > 4096) {
+            if (cli_parse_u32(colon + 1, &d) || d > 4096) {
                 fprintf(stderr, "adamas-run: bad dense layers in \"%s:%s\"\n", tok, colon + 1);
                 return -1;
             }
@@ -272,9 +261,9 @@ static int parse_options(int argc, char **argv, options *o)
         else if (!strcmp(a, "--dense-layers"))
             bad = parse_list(v, o->dense, 4, &o->n_dense, 0);
         else if (!strcmp(a, "--sink"))
-            bad = parse_u32(v, &o->sink), o->sink_set = true;
+            bad = cli_parse_u32(v, &o->sink), o->sink_set = true;
         else if (!strcmp(a, "--recent"))
-            bad = parse_u32(v, &o->recent), o->recent_set = true;
+            bad = cli_parse_u32(v, &o->recent), o->recent_set = true;
         else if (!strcmp(a, "--tau"))
             bad = parse_float(v, &o->tau) || !(o->tau > 0.0f);
         else if (!strcmp(a, "--kv")) {
@@ -286,7 +275,7 @@ static int parse_options(int argc, char **argv, options *o)
                 bad = 1;
         } else if (!strcmp(a, "--threads")) {
             uint32_t t;
-            bad = parse_u32(v, &t) || t == 0 || t > 4096;
+            bad = cli_parse_u32(v, &t) || t == 0 || t > 4096;
             o->threads = (int)t;
         } else if (!strcmp(a, "--json"))
             o->json_path = v;
@@ -303,7 +292,7 @@ static int parse_options(int argc, char **argv, options *o)
         else if (!strcmp(a, "--out"))
             o->out_path = v;
         else if (!strcmp(a, "-n"))
-            bad = parse_u32(v, &o->n_generate);
+            bad = cli_parse_u32(v, &o->n_generate);
         else if (!strcmp(a, "--temperature"))
             bad = parse_float(v, &o->temperature) || o->temperature < 0.0f;
         else if (!strcmp(a, "--top-p"))
@@ -311,15 +300,15 @@ static int parse_options(int argc, char **argv, options *o)
         else if (!strcmp(a, "--seed"))
             o->seed = strtoull(v, NULL, 0);
         else if (!strcmp(a, "--ctx"))
-            bad = parse_u32(v, &o->ctx) || o->ctx < 2;
+            bad = cli_parse_u32(v, &o->ctx) || o->ctx < 2;
         else if (!strcmp(a, "--tail"))
-            bad = parse_u32(v, &o->tail);
+            bad = cli_parse_u32(v, &o->tail);
         else if (!strcmp(a, "--windows"))
-            bad = parse_u32(v, &o->windows) || o->windows == 0;
+            bad = cli_parse_u32(v, &o->windows) || o->windows == 0;
         else if (!strcmp(a, "--depths"))
             bad = parse_depths(v, o);
         else if (!strcmp(a, "--trials"))
-            bad = parse_u32(v, &o->trials) || o->trials == 0;
+            bad = cli_parse_u32(v, &o->trials) || o->trials == 0;
         else {
             fprintf(stderr, "adamas-run: unknown option %s (see --help)\n", a);
             return -1;
@@ -362,13 +351,6 @@ static int parse_options(int argc, char **argv, options *o)
 }
 
 /* ------------------------------------------------------------------- helpers */
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* The whole of a file, NUL-terminated; NULL with a message. */
 static char *read_file(const char *path, size_t *len)
@@ -433,12 +415,12 @@ typedef struct {
 
 static void progress_start(progress *p, uint64_t total, const char *what)
 {
-    *p = (progress){.total = total, .t0 = now_seconds(), .tty = isatty(2), .what = what};
+    *p = (progress){.total = total, .t0 = cli_now(), .tty = isatty(2), .what = what};
 }
 
 static void progress_show(progress *p, uint64_t done, const char *extra)
 {
-    double el = now_seconds() - p->t0;
+    double el = cli_now() - p->t0;
     if (p->tty) {
         int width = 30, filled = p->total ? (int)(width * done / p->total) : width;
         fprintf(stderr, "\r[%.*s%*s] %llu/%llu %s, %.1f s %s", filled,
@@ -471,20 +453,20 @@ static int engine_fail(const engine *e)
 
 static int engine_prefill(engine *e, const uint32_t *tokens, uint32_t n, float *all_logits)
 {
-    double t0 = now_seconds();
+    double t0 = cli_now();
     if (llama_prefill(&e->state, tokens, n, all_logits))
         return engine_fail(e);
-    e->sp.prefill_s += now_seconds() - t0;
+    e->sp.prefill_s += cli_now() - t0;
     e->sp.prefill_tokens += n;
     return 0;
 }
 
 static int engine_decode(engine *e, uint32_t token)
 {
-    double t0 = now_seconds();
+    double t0 = cli_now();
     if (llama_decode(&e->state, token))
         return engine_fail(e);
-    e->sp.decode_s += now_seconds() - t0;
+    e->sp.decode_s += cli_now() - t0;
     e->sp.decode_tokens++;
     return 0;
 }
@@ -807,12 +789,12 @@ static int perplexity_main(engine *e)
             engine_fail(e);
             goto done;
         }
-        double t0 = now_seconds();
+        double t0 = cli_now();
         if (llama_prefill_keep(&e->state, win, prefill, NULL, &snap)) {
             engine_fail(e);
             goto done;
         }
-        e->sp.prefill_s += now_seconds() - t0;
+        e->sp.prefill_s += cli_now() - t0;
         e->sp.prefill_tokens += prefill;
         /* each policy decodes the tail from caches refilled with the prefill's keys */
         for (size_t k = 0; k < n_cfg; k++) {
@@ -822,10 +804,10 @@ static int perplexity_main(engine *e)
                 goto done;
             }
             for (uint32_t p = prefill; p < o->ctx; p++) {
-                double t1 = now_seconds();
+                double t1 = cli_now();
                 if (engine_decode(e, win[p]))
                     goto done;
-                c->decode_s += now_seconds() - t1;
+                c->decode_s += cli_now() - t1;
                 uint32_t target = win[p + 1];
                 size_t piece_len;
                 tokenizer_piece(e->model.tok, target, &piece_len);
@@ -1079,12 +1061,12 @@ static int passkey_main(engine *e)
                 engine_fail(e);
                 goto done;
             }
-            double t0 = now_seconds();
+            double t0 = cli_now();
             if (llama_prefill_keep(&e->state, all, (uint32_t)n_all, NULL, &snap)) {
                 engine_fail(e);
                 goto done;
             }
-            e->sp.prefill_s += now_seconds() - t0;
+            e->sp.prefill_s += cli_now() - t0;
             e->sp.prefill_tokens += n_all;
             for (size_t k = 0; k < n_cfg; k++) {
                 passkey_config *c = &cfg[k];
@@ -1266,7 +1248,7 @@ int main(int argc, char **argv)
         adamas_set_num_threads(o.threads);
     engine e = {.o = &o};
     char err[512];
-    double t0 = now_seconds();
+    double t0 = cli_now();
     if (llama_load(path, &e.model, err, sizeof err)) {
         fprintf(stderr, "adamas-run: %s\n", err);
         return 1;
@@ -1275,7 +1257,7 @@ int main(int argc, char **argv)
     fprintf(stderr, "adamas-run: %s: %u layers, dim %u, %u heads (%u kv) of %u, ffn %u, vocab %u, "
                     "trained context %u; kernels %s; loaded in %.2f s\n",
             path, c->n_layers, c->dim, c->n_heads, c->n_kv_heads, c->head_dim, c->hidden_dim,
-            c->vocab_size, c->context_length, adamas_isa_name(), now_seconds() - t0);
+            c->vocab_size, c->context_length, adamas_isa_name(), cli_now() - t0);
 
     llama_attention attn = attention_of(&o, o.select, o.budget, o.dense_layers);
     /* generate and logits without --ctx: room for the trained context, at most 32K

@@ -12,23 +12,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli.h"
 #include "adamas.h"
 #include "workload.h"
 
 /* ------------------------------------------------------------------ helpers */
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static int fail(const char *what, int status)
 {
@@ -69,16 +57,6 @@ static void demo_usage(FILE *f)
             "  -h, --help      this text\n");
 }
 
-static int parse_u32(const char *s, uint32_t *out)
-{
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (!*s || *end || v > UINT32_MAX)
-        return -1;
-    *out = (uint32_t)v;
-    return 0;
-}
-
 static int parse_demo_options(int argc, char **argv, demo_options *o)
 {
     *o = (demo_options){.tokens = 32768, .heads = 32, .kv_heads = 0, .dim = 128,
@@ -96,15 +74,15 @@ static int parse_demo_options(int argc, char **argv, demo_options *o)
         }
         int bad = 0;
         if (!strcmp(a, "--tokens"))
-            bad = parse_u32(v, &o->tokens) || o->tokens == 0;
+            bad = cli_parse_u32(v, &o->tokens) || o->tokens == 0;
         else if (!strcmp(a, "--heads"))
-            bad = parse_u32(v, &o->heads) || o->heads == 0;
+            bad = cli_parse_u32(v, &o->heads) || o->heads == 0;
         else if (!strcmp(a, "--kv-heads"))
-            bad = parse_u32(v, &o->kv_heads);
+            bad = cli_parse_u32(v, &o->kv_heads);
         else if (!strcmp(a, "--dim"))
-            bad = parse_u32(v, &o->dim);
+            bad = cli_parse_u32(v, &o->dim);
         else if (!strcmp(a, "--reps"))
-            bad = parse_u32(v, &o->reps) || o->reps == 0;
+            bad = cli_parse_u32(v, &o->reps) || o->reps == 0;
         else if (!strcmp(a, "--seed"))
             o->seed = strtoull(v, NULL, 0);
         else if (!strcmp(a, "--dtype")) {
@@ -121,7 +99,7 @@ static int parse_demo_options(int argc, char **argv, demo_options *o)
             char buf[256];
             snprintf(buf, sizeof buf, "%s", v);
             for (char *tok = strtok(buf, ","); tok && !bad; tok = strtok(NULL, ",")) {
-                if (o->n_budgets == 8 || parse_u32(tok, &o->budgets[o->n_budgets]) ||
+                if (o->n_budgets == 8 || cli_parse_u32(tok, &o->budgets[o->n_budgets]) ||
                     o->budgets[o->n_budgets] == 0)
                     bad = 1;
                 o->n_budgets++;
@@ -159,13 +137,13 @@ static int run_row(const adamas_cache *cache, const demo_options *o, const workl
     double times[64];
     uint32_t reps = o->reps < 64 ? o->reps : 64;
     for (uint32_t i = 0; i < reps; i++) {
-        double t0 = now_seconds();
+        double t0 = cli_now();
         int st = adamas_decode(cache, &p, w->q, out, selected);
         if (st)
             return fail("adamas_decode", st);
-        times[i] = now_seconds() - t0;
+        times[i] = cli_now() - t0;
     }
-    qsort(times, reps, sizeof *times, cmp_double);
+    qsort(times, reps, sizeof *times, cli_cmp_double);
     double ms = 1e3 * times[reps / 2];
     if (row->selector == ADAMAS_SELECT_FULL)
         *full_ms = ms;

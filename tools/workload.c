@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "cli.h"
 #include "workload.h"
 
 uint64_t workload_rng_next(workload_rng *r)
@@ -20,13 +21,6 @@ float workload_rng_gauss(workload_rng *r)
     float sum = (float)(x & 0xffff) + (float)((x >> 16) & 0xffff) + (float)((x >> 32) & 0xffff) +
                 (float)(x >> 48);
     return (sum * (1.0f / 65536.0f) - 2.0f) * 1.7320508f;
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* Stored value of x in dtype t, widened back to f32. */
@@ -126,7 +120,7 @@ int workload_fill(workload *w, adamas_cache *const *caches, size_t n_caches, wor
         free(q_mean);
         return ADAMAS_ENOMEM;
     }
-    double t0 = now_seconds();
+    double t0 = cli_now();
     for (uint32_t start = 0; start < o->tokens; start += chunk) {
         uint32_t m = o->tokens - start < chunk ? o->tokens - start : chunk;
         for (uint32_t t = 0; t < m; t++)
@@ -187,7 +181,7 @@ int workload_fill(workload *w, adamas_cache *const *caches, size_t n_caches, wor
         }
         if (o->progress && ((start / chunk) % 8 == 7 || start + m == o->tokens)) {
             fprintf(stderr, "\r  building cache: %u / %u tokens (%.1f s)", start + m, o->tokens,
-                    now_seconds() - t0);
+                    cli_now() - t0);
             fflush(stderr);
         }
     }
