@@ -590,3 +590,34 @@ Test(dump, the_writer_refuses_more_or_less_data_than_declared)
            "an overflowing size was accepted");
     free(path);
 }
+
+Test(dump, bytes_in_memory_read_as_the_file_does)
+{
+    gen_config c = small_config(ADAMAS_F16);
+    char *path = temp_path(), err[256];
+    expect(gen_write(&c, path, NULL, NULL, err, sizeof err) == ADAMAS_OK, "gen_write: %s", err);
+    size_t n;
+    unsigned char *bytes = read_file(path, &n);
+    dump_file f, m;
+    expect(dump_open(path, &f) == ADAMAS_OK, "dump_open: %s", f.error);
+    expect(dump_parse(bytes, n, &m) == ADAMAS_OK, "dump_parse: %s", m.error);
+    expect(m.map == NULL && m.n_layers == f.n_layers && m.n_tokens == f.n_tokens &&
+               m.n_heads == f.n_heads && m.n_kv_heads == f.n_kv_heads && m.head_dim == f.head_dim,
+           "dump_parse and dump_open disagree");
+    size_t row = (size_t)f.n_heads * f.head_dim;
+    float *a = malloc(row * sizeof *a), *b = malloc(row * sizeof *b);
+    dump_read_rows(&f.q[0], f.n_tokens - 1, 1, a);
+    dump_read_rows(&m.q[0], m.n_tokens - 1, 1, b);
+    expect(!memcmp(a, b, row * sizeof *a), "the last query row differs");
+    dump_close(&m);
+    /* a cut copy is refused and keeps nothing */
+    expect(dump_parse(bytes, n - 1, &m) == ADAMAS_EFORMAT && m.q == NULL && m.error[0],
+           "a truncated dump in memory: %s", m.error);
+    expect(dump_parse(NULL, 8, &m) == ADAMAS_EINVAL, "NULL bytes");
+    free(a);
+    free(b);
+    free(bytes);
+    dump_close(&f);
+    unlink(path);
+    free(path);
+}

@@ -331,11 +331,9 @@ static int collect_layers(dump_file *d, const entry *e, size_t n, const unsigned
     return ADAMAS_OK;
 }
 
-/* Parse and check the header of the mapped file. */
-static int parse_header(dump_file *d)
+/* Parse and check the header of the file's bytes base[size]. */
+static int parse_header(dump_file *d, const unsigned char *base, size_t size)
 {
-    const unsigned char *base = d->map;
-    size_t size = d->map_size;
     if (size < 8)
         return format_error(d, "%zu bytes: too short for the 8-byte header length", size);
     uint64_t header_len = 0;
@@ -440,7 +438,24 @@ int dump_open(const char *path, dump_file *d)
         d->map = m;
     }
     close(fd);
-    int st = parse_header(d);
+    int st = parse_header(d, d->map, d->map_size);
+    if (st) {
+        char msg[sizeof d->error];
+        memcpy(msg, d->error, sizeof msg);
+        dump_close(d);
+        memcpy(d->error, msg, sizeof msg);
+    }
+    return st;
+}
+
+int dump_parse(const void *bytes, size_t size, dump_file *d)
+{
+    memset(d, 0, sizeof *d);
+    if (!bytes && size) {
+        snprintf(d->error, sizeof d->error, "no bytes given");
+        return ADAMAS_EINVAL;
+    }
+    int st = parse_header(d, bytes, size);
     if (st) {
         char msg[sizeof d->error];
         memcpy(msg, d->error, sizeof msg);

@@ -41,6 +41,10 @@ typedef struct {
  * nothing stays mapped or allocated and d->error holds the message. */
 int dump_open(const char *path, dump_file *d);
 
+/* The same checks on size bytes in memory (kept by the caller while d is in use);
+ * ADAMAS_EINVAL for bytes NULL with size > 0. */
+int dump_parse(const void *bytes, size_t size, dump_file *d);
+
 /* Unmap and free; a zeroed or failed dump_file is fine. */
 void dump_close(dump_file *d);
 
