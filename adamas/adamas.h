@@ -303,6 +303,44 @@ ADAMAS_API const char *adamas_cache_backend(const adamas_cache *c);
 ADAMAS_API int adamas_cache_distances(const adamas_cache *c, const float *q, uint32_t head,
                                       uint16_t *dist);
 
+/* ---------------------------------------------------------------------------
+ * Weight products
+ *
+ * For engines built on the library (tools/adamas-run): matrix rows as model files
+ * store them, multiplied by the library's kernels.  Q8_0 is ggml's block format: per
+ * ADAMAS_Q8_0_BLOCK weights an f16 scale s (little-endian) and 32 int8 q, 34 bytes;
+ * weight j of a block is s * q[j].
+ * ------------------------------------------------------------------------- */
+typedef enum {
+    ADAMAS_WEIGHTS_F32 = 0,
+    ADAMAS_WEIGHTS_F16 = 1,
+    ADAMAS_WEIGHTS_BF16 = 2,
+    ADAMAS_WEIGHTS_Q8_0 = 3
+} adamas_weights_type;
+
+#define ADAMAS_Q8_0_BLOCK 32
+
+/* Bytes of one row of cols weights; 0 for an unknown type, cols 0, cols not a
+ * multiple of ADAMAS_Q8_0_BLOCK for Q8_0, or a size that overflows. */
+ADAMAS_API size_t adamas_weights_row_bytes(adamas_weights_type type, size_t cols);
+
+/* y[r] = W[r] . x for r < rows.  w: rows rows of adamas_weights_row_bytes(type, cols)
+ * bytes each, back to back; x: [cols] f32; y: [rows].  Rows are spread over the
+ * decode threads (adamas_set_num_threads); each y[r] is the same bits for any thread
+ * count and any ISA (the fixed summation order of the attention dot products).  The
+ * weights are used as they are: a NaN or infinite weight gives a NaN or infinite y[r].
+ * EINVAL, y untouched: a NULL pointer, an unknown type, rows 0, cols 0 (or not a
+ * multiple of ADAMAS_Q8_0_BLOCK for Q8_0), a matrix whose size overflows, an element
+ * of x not finite or beyond ADAMAS_MAX_MAGNITUDE. */
+ADAMAS_API int adamas_matvec(adamas_weights_type type, const void *w, size_t rows, size_t cols,
+                             const float *x, float *y);
+
+/* out[rows][cols] = W widened to f32 (exact), on the calling thread (engines call it
+ * from their own threads, a panel of rows each).  EINVAL as adamas_matvec, out
+ * untouched. */
+ADAMAS_API int adamas_weights_to_f32(adamas_weights_type type, const void *w, size_t rows,
+                                     size_t cols, float *out);
+
 /* Half-precision helpers (IEEE binary16 and bfloat16), round to nearest even. */
 ADAMAS_API uint16_t adamas_f32_to_f16(float x);
 ADAMAS_API float adamas_f16_to_f32(uint16_t h);

@@ -21,6 +21,8 @@ const adamas_kernels adamas_kernels_scalar = {
     .widen = {adamas_widen_f32_scalar, adamas_widen_f16_scalar, adamas_widen_bf16_scalar},
     .exp_sum = adamas_exp_sum_scalar,
     .page_score = adamas_page_score_scalar,
+    .dot_q8_0 = adamas_dot_q8_0_scalar,
+    .widen_q8_0 = adamas_widen_q8_0_scalar,
 };
 
 #ifdef ADAMAS_HAVE_AVX512

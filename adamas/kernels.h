@@ -12,7 +12,9 @@
  *     lane l = l-th element of each 16-element block, each step `acc += a*b` with
  *     the product rounded first (no FMA), then the lanes folded pairwise
  *     acc[l] += acc[l+8], acc[l] += acc[l+4], acc[l] += acc[l+2], acc[l] += acc[l+1];
- *   - widen: exact;
+ *   - dot_q8_0: bit-identical too (the engines' products must not depend on the ISA),
+ *     in the order q8_0.c specifies;
+ *   - widen, widen_q8_0: exact;
  *   - axpy, exp_sum: within a few ulp of the scalar entries.
  */
 #ifndef ADAMAS_KERNELS_H
@@ -23,6 +25,9 @@
 
 /* One 16-lane block: the unit of the fixed summation order. */
 #define ADAMAS_DOT_LANES 16
+
+/* ggml's Q8_0 block: an f16 scale and 32 int8 weights (q8_0.c). */
+#define ADAMAS_Q8_0_BYTES 34
 
 /* dist[j] = distance(q, codes + j*words) for j < n (uint16: at most 3*1024);
  * when hist is not NULL also hist[dist[j]] += 1. */
@@ -44,6 +49,12 @@ typedef void (*adamas_axpy_fn)(float *y, float a, const void *row, size_t d);
 /* dst[d] = row[d] widened to f32 (exact), row of one storage dtype. */
 typedef void (*adamas_widen_fn)(float *dst, const void *row, size_t d);
 
+/* x[32 n_blocks] . the weights of n_blocks Q8_0 blocks, in q8_0.c's order. */
+typedef float (*adamas_dot_q8_0_fn)(const float *x, const void *blocks, size_t n_blocks);
+
+/* dst[32 n_blocks] = the weights of n_blocks Q8_0 blocks (exact). */
+typedef void (*adamas_widen_q8_0_fn)(float *dst, const void *blocks, size_t n_blocks);
+
 typedef struct adamas_kernels {
     const char *name;
     /* In-place Hadamard transform of x[d] (DESIGN §2). */
@@ -61,6 +72,9 @@ typedef struct adamas_kernels {
     float (*exp_sum)(float *s, size_t n, float max);
     /* Quest bound of a page: sum_i max(q_i*lo_i, q_i*hi_i), fixed summation order. */
     float (*page_score)(const float *q, const float *lo, const float *hi, size_t d);
+    /* Products with the weights of a model (adamas_matvec): Q8_0 rows. */
+    adamas_dot_q8_0_fn dot_q8_0;
+    adamas_widen_q8_0_fn widen_q8_0;
 } adamas_kernels;
 
 /* The kernels in use: chosen at first call from ADAMAS_ISA or the CPU.
@@ -92,6 +106,14 @@ void adamas_widen_f16_scalar(float *dst, const void *row, size_t d);
 void adamas_widen_bf16_scalar(float *dst, const void *row, size_t d);
 float adamas_exp_sum_scalar(float *s, size_t n, float max);
 float adamas_page_score_scalar(const float *q, const float *lo, const float *hi, size_t d);
+float adamas_dot_q8_0_scalar(const float *x, const void *blocks, size_t n_blocks);
+void adamas_widen_q8_0_scalar(float *dst, const void *blocks, size_t n_blocks);
+
+/* The fixed fold of the 16 lane sums: l += l+8, l += l+4, l += l+2, l += l+1. */
+float adamas_fold_lanes(float acc[ADAMAS_DOT_LANES]);
+
+/* The scale of a Q8_0 block, widened to f32. */
+float adamas_q8_0_scale(const void *block);
 
 extern const adamas_kernels adamas_kernels_scalar;
 

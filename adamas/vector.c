@@ -19,8 +19,7 @@ static inline float row_elem(const void *row, size_t i, adamas_dtype dtype)
     }
 }
 
-/* Fold the 16 lane sums: l += l+8, l += l+4, l += l+2, l += l+1. */
-static float fold_lanes(float acc[ADAMAS_DOT_LANES])
+float adamas_fold_lanes(float acc[ADAMAS_DOT_LANES])
 {
     for (int width = ADAMAS_DOT_LANES / 2; width >= 1; width /= 2)
         for (int l = 0; l < width; l++)
@@ -36,7 +35,7 @@ static inline float dot_rows(const float *q, const void *row, size_t d, adamas_d
             float p = q[i + l] * row_elem(row, i + l, dtype);
             acc[l] = acc[l] + p;
         }
-    return fold_lanes(acc);
+    return adamas_fold_lanes(acc);
 }
 
 static inline void axpy_rows(float *y, float a, const void *row, size_t d, adamas_dtype dtype)
@@ -101,7 +100,7 @@ float adamas_page_score_scalar(const float *q, const float *lo, const float *hi,
             float a = q[i + l] * lo[i + l], b = q[i + l] * hi[i + l];
             acc[l] = acc[l] + (a > b ? a : b);
         }
-    return fold_lanes(acc);
+    return adamas_fold_lanes(acc);
 }
 
 float adamas_exp_sum_scalar(float *s, size_t n, float max)

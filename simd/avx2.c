@@ -584,6 +584,50 @@ static float exp_sum_avx2(float *s, size_t n, float max)
 #define exp_sum_avx2 adamas_exp_sum_avx2_poly
 #endif
 
+/* ============================================================ Q8_0 weights */
+
+/* 8 int8 weights of a Q8_0 block, from weight `first` on, as f32. */
+static inline __m256 q8_0_lanes(const unsigned char *blk, int first)
+{
+    __m128i q = _mm_loadl_epi64((const __m128i *)(blk + 2 + first));
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+}
+
+static inline __m256 q8_0_scale(const unsigned char *blk)
+{
+    uint16_t h;
+    memcpy(&h, blk, sizeof h);
+    return _mm256_set1_ps(_cvtsh_ss(h));
+}
+
+/* Lanes 0-7 in lo, 8-15 in hi; lane l takes weights l and l+16 of each block:
+ * q8_0.c's order. */
+static float dot_q8_0_avx2(const float *x, const void *blocks, size_t n_blocks)
+{
+    const unsigned char *blk = blocks;
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    for (size_t b = 0; b < n_blocks; b++, blk += ADAMAS_Q8_0_BYTES, x += 4 * LANES) {
+        const __m256 s = q8_0_scale(blk);
+        __m256 lo_pair = _mm256_add_ps(_mm256_mul_ps(q8_0_lanes(blk, 0), _mm256_loadu_ps(x)),
+                                       _mm256_mul_ps(q8_0_lanes(blk, 16), _mm256_loadu_ps(x + 16)));
+        __m256 hi_pair = _mm256_add_ps(_mm256_mul_ps(q8_0_lanes(blk, 8), _mm256_loadu_ps(x + 8)),
+                                       _mm256_mul_ps(q8_0_lanes(blk, 24), _mm256_loadu_ps(x + 24)));
+        lo = _mm256_add_ps(lo, _mm256_mul_ps(s, lo_pair));
+        hi = _mm256_add_ps(hi, _mm256_mul_ps(s, hi_pair));
+    }
+    return fold_lanes(lo, hi);
+}
+
+static void widen_q8_0_avx2(float *dst, const void *blocks, size_t n_blocks)
+{
+    const unsigned char *blk = blocks;
+    for (size_t b = 0; b < n_blocks; b++, blk += ADAMAS_Q8_0_BYTES, dst += 4 * LANES) {
+        const __m256 s = q8_0_scale(blk);
+        for (int i = 0; i < 4 * LANES; i += LANES)
+            _mm256_storeu_ps(dst + i, _mm256_mul_ps(s, q8_0_lanes(blk, i)));
+    }
+}
+
 /* ====================================================================== table */
 
 const adamas_kernels adamas_kernels_avx2 = {
@@ -598,4 +642,6 @@ const adamas_kernels adamas_kernels_avx2 = {
     .widen = {widen_f32_avx2, widen_f16_avx2, widen_bf16_avx2},
     .exp_sum = exp_sum_avx2,
     .page_score = page_score_avx2,
+    .dot_q8_0 = dot_q8_0_avx2,
+    .widen_q8_0 = widen_q8_0_avx2,
 };

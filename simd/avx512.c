@@ -622,6 +622,45 @@ static float exp_sum_avx512(float *s, size_t n, float max)
 #define exp_sum_avx512 adamas_exp_sum_avx512_poly
 #endif
 
+/* ============================================================ Q8_0 weights */
+
+/* 16 int8 weights of a Q8_0 block (half 0: weights 0-15, half 1: 16-31) as f32. */
+static inline __m512 q8_0_lanes(const unsigned char *blk, int half)
+{
+    __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2 + 16 * half));
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
+}
+
+static inline __m512 q8_0_scale(const unsigned char *blk)
+{
+    uint16_t h;
+    memcpy(&h, blk, sizeof h);
+    return _mm512_cvtph_ps(_mm256_set1_epi16((short)h)); /* F16C is not among our flags */
+}
+
+/* Lane l takes weights l and l+16 of each block: q8_0.c's order. */
+static float dot_q8_0_avx512(const float *x, const void *blocks, size_t n_blocks)
+{
+    const unsigned char *blk = blocks;
+    __m512 acc = _mm512_setzero_ps();
+    for (size_t b = 0; b < n_blocks; b++, blk += ADAMAS_Q8_0_BYTES, x += 2 * LANES) {
+        __m512 lo = _mm512_mul_ps(q8_0_lanes(blk, 0), _mm512_loadu_ps(x));
+        __m512 hi = _mm512_mul_ps(q8_0_lanes(blk, 1), _mm512_loadu_ps(x + LANES));
+        acc = _mm512_add_ps(acc, _mm512_mul_ps(q8_0_scale(blk), _mm512_add_ps(lo, hi)));
+    }
+    return fold_lanes(acc);
+}
+
+static void widen_q8_0_avx512(float *dst, const void *blocks, size_t n_blocks)
+{
+    const unsigned char *blk = blocks;
+    for (size_t b = 0; b < n_blocks; b++, blk += ADAMAS_Q8_0_BYTES, dst += 2 * LANES) {
+        const __m512 s = q8_0_scale(blk);
+        _mm512_storeu_ps(dst, _mm512_mul_ps(s, q8_0_lanes(blk, 0)));
+        _mm512_storeu_ps(dst + LANES, _mm512_mul_ps(s, q8_0_lanes(blk, 1)));
+    }
+}
+
 /* ====================================================================== table */
 
 const adamas_kernels adamas_kernels_avx512 = {
@@ -636,4 +675,6 @@ const adamas_kernels adamas_kernels_avx512 = {
     .widen = {widen_f32_avx512, widen_f16_avx512, widen_bf16_avx512},
     .exp_sum = exp_sum_avx512,
     .page_score = page_score_avx512,
+    .dot_q8_0 = dot_q8_0_avx512,
+    .widen_q8_0 = widen_q8_0_avx512,
 };

@@ -498,6 +498,59 @@ static float exp_sum_neon(float *s, size_t n, float max)
 #define exp_sum_neon adamas_exp_sum_neon_poly
 #endif
 
+/* ============================================================ Q8_0 weights */
+
+/* The 32 int8 weights of a Q8_0 block as f32, four at a time: w[k] holds 4k..4k+3. */
+static inline void q8_0_lanes(const unsigned char *blk, float32x4_t w[8])
+{
+    for (int half = 0; half < 2; half++) {
+        int8x16_t q = vld1q_s8((const int8_t *)(blk + 2 + 16 * half));
+        int16x8_t lo = vmovl_s8(vget_low_s8(q)), hi = vmovl_s8(vget_high_s8(q));
+        w[4 * half + 0] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo)));
+        w[4 * half + 1] = vcvtq_f32_s32(vmovl_s16(vget_high_s16(lo)));
+        w[4 * half + 2] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi)));
+        w[4 * half + 3] = vcvtq_f32_s32(vmovl_s16(vget_high_s16(hi)));
+    }
+}
+
+static inline float32x4_t q8_0_scale(const unsigned char *blk)
+{
+    uint16_t h;
+    memcpy(&h, blk, sizeof h);
+    return vdupq_n_f32(vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0));
+}
+
+/* acc[k] holds lanes 4k..4k+3; lane l takes weights l and l+16 of each block:
+ * q8_0.c's order. */
+static float dot_q8_0_neon(const float *x, const void *blocks, size_t n_blocks)
+{
+    const unsigned char *blk = blocks;
+    float32x4_t acc[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
+    for (size_t b = 0; b < n_blocks; b++, blk += ADAMAS_Q8_0_BYTES, x += 8 * LANES) {
+        float32x4_t w[8];
+        q8_0_lanes(blk, w);
+        const float32x4_t s = q8_0_scale(blk);
+        for (int k = 0; k < 4; k++) {
+            float32x4_t pair = vaddq_f32(vmulq_f32(w[k], vld1q_f32(x + k * LANES)),
+                                         vmulq_f32(w[k + 4], vld1q_f32(x + 16 + k * LANES)));
+            acc[k] = vaddq_f32(acc[k], vmulq_f32(s, pair));
+        }
+    }
+    return fold_lanes(acc);
+}
+
+static void widen_q8_0_neon(float *dst, const void *blocks, size_t n_blocks)
+{
+    const unsigned char *blk = blocks;
+    for (size_t b = 0; b < n_blocks; b++, blk += ADAMAS_Q8_0_BYTES, dst += 8 * LANES) {
+        float32x4_t w[8];
+        q8_0_lanes(blk, w);
+        const float32x4_t s = q8_0_scale(blk);
+        for (int k = 0; k < 8; k++)
+            vst1q_f32(dst + k * LANES, vmulq_f32(s, w[k]));
+    }
+}
+
 /* ====================================================================== table */
 
 const adamas_kernels adamas_kernels_neon = {
@@ -512,4 +565,6 @@ const adamas_kernels adamas_kernels_neon = {
     .widen = {widen_f32_neon, widen_f16_neon, widen_bf16_neon},
     .exp_sum = exp_sum_neon,
     .page_score = page_score_neon,
+    .dot_q8_0 = dot_q8_0_neon,
+    .widen_q8_0 = widen_q8_0_neon,
 };

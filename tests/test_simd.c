@@ -5,8 +5,9 @@
  * between at run time: the AVX-512 scan without VPOPCNTQ, the polynomial exp used
  * when SLEEF is absent), on random inputs of every head dimension, with unaligned
  * pointers and lengths that are not multiples of the vector width:
- *   - hadamard, encode, hadamard_encode, scan (distances and histogram), dot and
- *     page_score are bit-identical to the scalar entries;
+ *   - hadamard, encode, hadamard_encode, scan (distances and histogram), dot,
+ *     page_score and the Q8_0 dot are bit-identical to the scalar entries, and
+ *     widening (f16, bf16, Q8_0) is exact;
  *   - axpy and exp_sum are within 1e-6 relative;
  * and through the public API, with the ISA forced, decode selects the same tokens as
  * the scalar kernels and its outputs are within 1e-6 relative.
@@ -881,6 +882,56 @@ Test(simd, emit_takes_the_same_positions_as_scalar)
             free(got);
             free(sorted);
             free_skewed(dist, 2);
+        }
+    }
+}
+
+/* ------------------------------------------------------------- Q8_0 weights */
+
+/* n_blocks Q8_0 blocks at a skewed address: random int8 weights, and scales drawn
+ * from every finite f16 magnitude class (normal, subnormal, zero, either sign). */
+static unsigned char *random_q8_0(size_t n_blocks, size_t skew)
+{
+    unsigned char *blk = alloc_skewed(n_blocks * ADAMAS_Q8_0_BYTES, 1, skew);
+    for (size_t b = 0; b < n_blocks; b++) {
+        unsigned char *p = blk + b * ADAMAS_Q8_0_BYTES;
+        uint16_t s = (uint16_t)rng_below(0x7c00) | (uint16_t)(rng_below(2) << 15);
+        if (rng_below(4) == 0) /* scales of real models: around 1e-3 .. 1e-1 */
+            s = adamas_f32_to_f16(rng_uniform(1e-3f, 0.1f));
+        p[0] = (unsigned char)(s & 0xff), p[1] = (unsigned char)(s >> 8);
+        for (int j = 0; j < 32; j++)
+            p[2 + j] = (unsigned char)rng_below(256);
+    }
+    return blk;
+}
+
+Test(simd, q8_0_dot_is_bit_identical_to_scalar_and_widen_exact)
+{
+    rng_seed_from_env();
+    FOR_EACH_VARIANT(v, "q8_0")
+    {
+        for (int trial = 0; trial < 40; trial++) {
+            size_t n_blocks = 1 + rng_below(trial < 20 ? 8 : 200), n = 32 * n_blocks;
+            size_t skew = 1 + (size_t)trial % 7;
+            unsigned char *blk = random_q8_0(n_blocks, skew);
+            float *x = alloc_skewed(n, 4, 4), *y = alloc_skewed(n, 4, 4);
+            rng_fill_normal(x, n, trial % 2 ? 1.0f : 1e3f);
+            float got = v->k.dot_q8_0(x, blk, n_blocks);
+            float want = adamas_kernels_scalar.dot_q8_0(x, blk, n_blocks);
+            expect(f32_bits(got) == f32_bits(want), "%s q8_0 dot of %zu blocks: %a, scalar %a",
+                   v->name, n_blocks, (double)got, (double)want);
+            poison(y, n * sizeof *y);
+            v->k.widen_q8_0(y, blk, n_blocks);
+            for (size_t i = 0; i < n; i++) {
+                const unsigned char *p = blk + i / 32 * ADAMAS_Q8_0_BYTES;
+                double w = (double)adamas_f16_to_f32((uint16_t)(p[0] | p[1] << 8)) *
+                           (int8_t)p[2 + i % 32];
+                expect((double)y[i] == w, "%s q8_0 widen: weight %zu = %a, want %a", v->name, i,
+                       (double)y[i], w);
+            }
+            free_skewed(blk, skew);
+            free_skewed(x, 4);
+            free_skewed(y, 4);
         }
     }
 }

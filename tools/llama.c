@@ -1,4 +1,5 @@
 /* llama.c - a Llama-architecture transformer on the CPU (see llama.h). */
+#include <assert.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -55,107 +56,33 @@ static int thread_id(void)
 #endif
 }
 
-/* ------------------------------------------------------------- half precision */
-
-static float f16_table[65536];
-
-static void init_f16_table(void)
-{
-    static int ready;
-    if (ready)
-        return;
-    for (uint32_t h = 0; h < 65536; h++)
-        f16_table[h] = adamas_f16_to_f32((uint16_t)h);
-    ready = 1;
-}
-
-static inline float f16_at(const unsigned char *p)
-{
-    return f16_table[(uint16_t)(p[0] | p[1] << 8)];
-}
-
 /* ------------------------------------------------------------ matrix products */
 
-/* The row kernels below are plain C that the compiler vectorizes; on x86-64 they are
- * built for AVX2 too, the loader picking the variant the CPU runs (an ifunc). */
-#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
-#define ROW_KERNEL __attribute__((target_clones("avx2", "default")))
-#else
-#define ROW_KERNEL
-#endif
-
-/* Row r of W widened to f32: out[cols]. */
-ROW_KERNEL static void dequantize_row(const llama_matrix *w, uint32_t r, float *out)
+/* The library's name of a matrix's ggml type (the loader admits F32, F16, Q8_0). */
+static adamas_weights_type weights_type(const llama_matrix *w)
 {
-    const unsigned char *row = w->data + (size_t)r * w->row_bytes;
-    if (w->type == GGML_TYPE_F32) {
-        memcpy(out, row, (size_t)w->cols * sizeof *out);
-    } else if (w->type == GGML_TYPE_F16) {
-        for (uint32_t i = 0; i < w->cols; i++)
-            out[i] = f16_at(row + 2 * (size_t)i);
-    } else { /* Q8_0: blocks of an f16 scale and 32 int8 */
-        for (uint32_t b = 0; b < w->cols / GGML_Q8_0_BLOCK; b++) {
-            const unsigned char *blk = row + (size_t)b * GGML_Q8_0_BLOCK_BYTES;
-            float d = f16_at(blk);
-            const int8_t *q = (const int8_t *)(blk + 2);
-            for (int j = 0; j < GGML_Q8_0_BLOCK; j++)
-                out[b * GGML_Q8_0_BLOCK + j] = d * (float)q[j];
-        }
-    }
+    return w->type == GGML_TYPE_F32   ? ADAMAS_WEIGHTS_F32
+           : w->type == GGML_TYPE_F16 ? ADAMAS_WEIGHTS_F16
+                                      : ADAMAS_WEIGHTS_Q8_0;
 }
 
-/* x[n] . y[n] with 8 partial sums (a fixed order the compiler can vectorize without
- * reassociating). */
-static float dot_f32(const float *x, const float *y, uint32_t n)
+/* Rows r0 .. r0+m-1 of W widened to f32: out[m][cols].  The loader checked the
+ * shapes, so the library cannot refuse them. */
+static void widen_rows(const llama_matrix *w, size_t r0, size_t m, float *out)
 {
-    float acc[8] = {0};
-    uint32_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++)
-            acc[k] += x[i + k] * y[i + k];
-    for (; i < n; i++)
-        acc[0] += x[i] * y[i];
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    int st = adamas_weights_to_f32(weights_type(w), w->data + r0 * w->row_bytes, m, w->cols, out);
+    assert(st == ADAMAS_OK);
+    (void)st;
 }
 
-/* Row r of W . x, reading the row as stored (Q8_0 dequantized on the fly). */
-ROW_KERNEL static float dot_row(const llama_matrix *w, uint32_t r, const float *x)
-{
-    const unsigned char *row = w->data + (size_t)r * w->row_bytes;
-    if (w->type == GGML_TYPE_F32)
-        return dot_f32((const float *)(const void *)row, x, w->cols);
-    float acc[8] = {0};
-    if (w->type == GGML_TYPE_F16) {
-        uint32_t i = 0;
-        for (; i + 8 <= w->cols; i += 8)
-            for (int k = 0; k < 8; k++)
-                acc[k] += f16_at(row + 2 * (size_t)(i + k)) * x[i + k];
-        for (; i < w->cols; i++)
-            acc[0] += f16_at(row + 2 * (size_t)i) * x[i];
-    } else {
-        for (uint32_t b = 0; b < w->cols / GGML_Q8_0_BLOCK; b++) {
-            const unsigned char *blk = row + (size_t)b * GGML_Q8_0_BLOCK_BYTES;
-            const int8_t *q = (const int8_t *)(blk + 2);
-            const float *xb = x + (size_t)b * GGML_Q8_0_BLOCK;
-            float part[8] = {0};
-            for (int j = 0; j < GGML_Q8_0_BLOCK; j += 8)
-                for (int k = 0; k < 8; k++)
-                    part[k] += (float)q[j + k] * xb[j + k];
-            float d = f16_at(blk);
-            for (int k = 0; k < 8; k++)
-                acc[k] += d * part[k];
-        }
-    }
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
+static int lib_fail(llama_state *s, const char *what, uint32_t layer, int st);
 
-/* y[rows] = W x */
-static void matvec(const llama_matrix *w, const float *x, float *y)
+/* y[rows] = W x, on the library's SIMD kernels and decode threads; an x the library
+ * refuses (a NaN or an infinity: the model has diverged) fails the step. */
+static int matvec(llama_state *s, uint32_t layer, const llama_matrix *w, const float *x, float *y)
 {
-    const int64_t rows = w->rows;
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; r++)
-        y[r] = dot_row(w, (uint32_t)r, x);
+    int st = adamas_matvec(weights_type(w), w->data, w->rows, w->cols, x, y);
+    return st ? lib_fail(s, "adamas_matvec", layer, st) : 0;
 }
 
 /* Rows of W per task of a matrix product: an equal share per thread, at most about
@@ -180,10 +107,8 @@ static size_t matmul_scratch_floats(const llama_matrix *w)
 static void matmul(const llama_matrix *w, const float *x, uint32_t n, float *y, float *scratch,
                    size_t scratch_floats)
 {
-    if (n == 1) {
-        matvec(w, x, y);
-        return;
-    }
+    if (n == 1 && adamas_matvec(weights_type(w), w->data, w->rows, w->cols, x, y) == ADAMAS_OK)
+        return; /* else x holds a NaN or an infinity, which the products below carry on */
     const size_t panel = panel_rows(w);
     const int64_t n_panels = (int64_t)((w->rows + panel - 1) / panel);
 #pragma omp parallel for schedule(dynamic, 1)
@@ -193,8 +118,7 @@ static void matmul(const llama_matrix *w, const float *x, uint32_t n, float *y, 
         const float *wp = (const float *)(const void *)(w->data + r0 * w->row_bytes);
         if (w->type != GGML_TYPE_F32) {
             float *mine = scratch + (size_t)thread_id() * scratch_floats;
-            for (size_t r = 0; r < m; r++)
-                dequantize_row(w, (uint32_t)(r0 + r), mine + r * w->cols);
+            widen_rows(w, r0, m, mine);
             wp = mine;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)m, (int)w->cols, 1.0f,
@@ -202,9 +126,9 @@ static void matmul(const llama_matrix *w, const float *x, uint32_t n, float *y, 
 #else
         (void)scratch;
         (void)scratch_floats;
-        for (size_t r = r0; r < r0 + m; r++)
-            for (uint32_t i = 0; i < n; i++)
-                y[(size_t)i * w->rows + r] = dot_row(w, (uint32_t)r, x + (size_t)i * w->cols);
+        for (uint32_t i = 0; i < n; i++)
+            adamas_matvec(weights_type(w), w->data + r0 * w->row_bytes, m, w->cols,
+                          x + (size_t)i * w->cols, y + (size_t)i * w->rows + r0);
 #endif
     }
 }
@@ -347,7 +271,7 @@ static int load_vector(llama_model *m, const char *name, uint32_t n, const float
     if (t->type == GGML_TYPE_F32)
         memcpy(f, t->data, (size_t)n * sizeof *f);
     else
-        dequantize_row(&v, 0, f);
+        widen_rows(&v, 0, 1, f);
     *out = f;
     return 0;
 }
@@ -514,7 +438,6 @@ static int load_weights(llama_model *m, char *err, size_t err_size)
 int llama_load(const char *path, llama_model *m, char *err, size_t err_size)
 {
     memset(m, 0, sizeof *m);
-    init_f16_table();
     int st = gguf_open(path, &m->file);
     if (st)
         return load_fail(err, err_size, st, "%s: %s", path, m->file.error);
@@ -690,38 +613,43 @@ int llama_decode(llama_state *s, uint32_t token)
             return st;
     }
     const adamas_decode_params full = adamas_decode_params_default(ADAMAS_SELECT_FULL, 0);
-    dequantize_row(&w->token_embd, token, s->x);
+    widen_rows(&w->token_embd, token, 1, s->x);
     rope_angles(s->rope_freq, c->rope_dims, s->pos, s->rope_cos, s->rope_sin);
     for (uint32_t l = 0; l < c->n_layers; l++) {
         const llama_layer *L = &w->layers[l];
         /* attention */
         rmsnorm(s->xb, s->x, L->attn_norm, c->dim, c->norm_eps);
-        matvec(&L->wq, s->xb, s->q);
-        matvec(&L->wk, s->xb, s->k);
-        matvec(&L->wv, s->xb, s->v);
+        int st;
+        if ((st = matvec(s, l, &L->wq, s->xb, s->q)) || (st = matvec(s, l, &L->wk, s->xb, s->k)) ||
+            (st = matvec(s, l, &L->wv, s->xb, s->v)))
+            return st;
         rope(s->q, c->n_heads, c->head_dim, c->rope_dims, s->rope_cos, s->rope_sin);
         rope(s->k, c->n_kv_heads, c->head_dim, c->rope_dims, s->rope_cos, s->rope_sin);
-        int st = adamas_cache_append(s->caches[l], s->k, s->v, 1);
-        if (st)
+        if ((st = adamas_cache_append(s->caches[l], s->k, s->v, 1)))
             return lib_fail(s, "adamas_cache_append", l, st);
         const adamas_decode_params *p = l < s->attn.dense_layers ? &full : &s->attn.sparse;
         if ((st = adamas_decode(s->caches[l], p, s->q, s->att, NULL)))
             return lib_fail(s, "adamas_decode", l, st);
-        matvec(&L->wo, s->att, s->xb2);
+        if ((st = matvec(s, l, &L->wo, s->att, s->xb2)))
+            return st;
         for (uint32_t i = 0; i < c->dim; i++)
             s->x[i] += s->xb2[i];
         /* feed-forward */
         rmsnorm(s->xb, s->x, L->ffn_norm, c->dim, c->norm_eps);
-        matvec(&L->w_gate, s->xb, s->hb);
-        matvec(&L->w_up, s->xb, s->hb2);
+        if ((st = matvec(s, l, &L->w_gate, s->xb, s->hb)) ||
+            (st = matvec(s, l, &L->w_up, s->xb, s->hb2)))
+            return st;
         for (uint32_t i = 0; i < c->hidden_dim; i++)
             s->hb[i] = silu(s->hb[i]) * s->hb2[i];
-        matvec(&L->w_down, s->hb, s->xb2);
+        if ((st = matvec(s, l, &L->w_down, s->hb, s->xb2)))
+            return st;
         for (uint32_t i = 0; i < c->dim; i++)
             s->x[i] += s->xb2[i];
     }
     rmsnorm(s->xb, s->x, w->output_norm, c->dim, c->norm_eps);
-    matvec(&w->output, s->xb, s->logits);
+    int st = matvec(s, c->n_layers, &w->output, s->xb, s->logits);
+    if (st)
+        return st;
     s->pos++;
     return 0;
 }
@@ -907,7 +835,7 @@ int llama_prefill_keep(llama_state *s, const uint32_t *tokens, uint32_t n, float
     int st = 0;
 
     for (uint32_t i = 0; i < n; i++) {
-        dequantize_row(&w->token_embd, tokens[i], b.x + i * dim);
+        widen_rows(&w->token_embd, tokens[i], 1, b.x + i * dim);
         rope_angles(s->rope_freq, c->rope_dims, i, b.rope_cos + (size_t)i * (c->rope_dims / 2),
                     b.rope_sin + (size_t)i * (c->rope_dims / 2));
     }
@@ -970,13 +898,13 @@ int llama_prefill_keep(llama_state *s, const uint32_t *tokens, uint32_t n, float
                    c->vocab_size * sizeof *s->logits);
         } else {
             rmsnorm(s->xb, b.x + (size_t)(n - 1) * dim, w->output_norm, c->dim, c->norm_eps);
-            matvec(&w->output, s->xb, s->logits);
+            st = matvec(s, c->n_layers, &w->output, s->xb, s->logits);
         }
-        if (keep) {
+        if (keep && !st) {
             keep->n = n;
             memcpy(keep->logits, s->logits, c->vocab_size * sizeof *s->logits);
         }
-        if (s->attn.calibrate)
+        if (s->attn.calibrate && !st)
             st = calibrate_sparse_layers(s);
     }
     free_prefill(&b);
