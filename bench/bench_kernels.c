@@ -6,6 +6,7 @@
  *               without the select histogram), d = 64, 128, 256, n = 16384
  *   had+enc     ns per vector: Hadamard transform + 2-bit encode, d = 64, 128, 256
  *   dot, axpy   ns per row of d = 128, f32 and f16 rows
+ *   q8_0 dot    ns per weight row of 2048 Q8_0 weights (adamas_matvec's kernel)
  *
  * Each figure is the median of REPS timed repetitions (the machine may be shared);
  * each repetition runs the kernel over its whole buffer at least MIN_NS long.
@@ -147,6 +148,24 @@ static void dot_body(const variant *v, void *p)
     sink_f = acc;
 }
 
+#define Q8_0_COLS 2048
+#define Q8_0_ROWS 512
+
+typedef struct {
+    float *x;
+    unsigned char *rows;
+} q8_0_ctx;
+
+static void q8_0_body(const variant *v, void *p)
+{
+    q8_0_ctx *c = p;
+    const size_t blocks = Q8_0_COLS / ADAMAS_Q8_0_BLOCK;
+    float acc = 0.0f;
+    for (size_t r = 0; r < Q8_0_ROWS; r++)
+        acc += v->k.dot_q8_0(c->x, c->rows + r * blocks * ADAMAS_Q8_0_BYTES, blocks);
+    sink_f = acc;
+}
+
 static void axpy_body(const variant *v, void *p)
 {
     row_ctx *c = p;
@@ -284,5 +303,21 @@ int main(int argc, char **argv)
         free(c.y);
         free(c.rows);
     }
+
+    /* Q8_0 weight rows, as a model's matrix-vector products read them */
+    q8_0_ctx qc = {malloc(Q8_0_COLS * sizeof(float)),
+                   malloc((size_t)Q8_0_ROWS * Q8_0_COLS / ADAMAS_Q8_0_BLOCK * ADAMAS_Q8_0_BYTES)};
+    for (size_t i = 0; i < Q8_0_COLS; i++)
+        qc.x[i] = rng_unit();
+    for (size_t b = 0; b < (size_t)Q8_0_ROWS * Q8_0_COLS / ADAMAS_Q8_0_BLOCK; b++) {
+        unsigned char *blk = qc.rows + b * ADAMAS_Q8_0_BYTES;
+        uint16_t scale = adamas_f32_to_f16(0.01f * rng_unit());
+        memcpy(blk, &scale, 2);
+        for (int j = 0; j < ADAMAS_Q8_0_BLOCK; j++)
+            blk[2 + j] = (unsigned char)rng_next();
+    }
+    print_row("q8_0 dot cols=2048", "ns/row", q8_0_body, &qc, Q8_0_ROWS);
+    free(qc.x);
+    free(qc.rows);
     return 0;
 }
