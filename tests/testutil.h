@@ -26,8 +26,9 @@ void rng_fill_normal(float *x, size_t n, float scale);
 #define expect(cond, fmt, ...) \
     cr_assert((cond), "[ADAMAS_TEST_SEED=%llu] " fmt, test_seed, ##__VA_ARGS__)
 
-/* Bytes that no correct computation writes: fill outputs with them first. */
-#define POISON_U32 0xdeadbeefu
+/* Bytes that no correct computation writes: fill outputs with them first.  poison()
+ * writes 0xa5 to every byte, so each 32-bit word it fills reads POISON_U32. */
+#define POISON_U32 0xa5a5a5a5u
 void poison(void *p, size_t bytes);
 
 #endif
