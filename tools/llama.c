@@ -665,8 +665,12 @@ static void gemm_nt(uint32_t m, uint32_t n, uint32_t k, const float *a, size_t l
                 b, (int)ldb, 0.0f, cc, (int)ldc);
 #else
     for (uint32_t i = 0; i < m; i++)
-        for (uint32_t j = 0; j < n; j++)
-            cc[i * ldc + j] = dot_f32(a + i * lda, b + j * ldb, k);
+        for (uint32_t j = 0; j < n; j++) {
+            float sum = 0.0f;
+            for (uint32_t t = 0; t < k; t++)
+                sum += a[i * lda + t] * b[j * ldb + t];
+            cc[i * ldc + j] = sum;
+        }
 #endif
 }
 

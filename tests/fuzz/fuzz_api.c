@@ -10,7 +10,10 @@
  *   - a successful append adds n tokens; a successful decode gives finite outputs,
  *     each within the range of the values it attends to, and selected rows of valid
  *     tokens, ascending, with the forced tokens in them and UINT32_MAX after them;
- *   - adamas_decode and adamas_decode_ws give the same bits. */
+ *   - adamas_decode and adamas_decode_ws give the same bits;
+ * and, between those steps, weight products (adamas_matvec, adamas_weights_to_f32) of
+ * any type and shape on weights taken from the input bytes: refused calls write
+ * nothing, accepted ones agree with a double-precision product of the same bytes. */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -396,6 +399,86 @@ static void do_decode(model *m, input *in, adamas_workspace *ws)
     free(sel2);
 }
 
+/* ---------------------------------------------------------- weight products */
+
+/* Weight i of a row of the given type, decoded here from its bytes. */
+static double weight_at(adamas_weights_type type, const uint8_t *row, size_t i)
+{
+    switch (type) {
+    case ADAMAS_WEIGHTS_F32: {
+        float f;
+        memcpy(&f, row + 4 * i, 4);
+        return f;
+    }
+    case ADAMAS_WEIGHTS_F16: return adamas_f16_to_f32((uint16_t)(row[2 * i] | row[2 * i + 1] << 8));
+    case ADAMAS_WEIGHTS_BF16: return adamas_bf16_to_f32((uint16_t)(row[2 * i] | row[2 * i + 1] << 8));
+    default: {
+        const uint8_t *blk = row + i / 32 * 34;
+        return (double)adamas_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8)) * (int8_t)blk[2 + i % 32];
+    }
+    }
+}
+
+static void do_weights(input *in)
+{
+    adamas_weights_type type = (adamas_weights_type)(take8(in) % 6); /* 4, 5: unknown */
+    size_t rows = take(in, 1) % 40, cols = take(in, 2) % 400;
+    if (take8(in) % 16 == 0) /* sizes that overflow: refused before w is read */
+        rows = SIZE_MAX / 64 + take(in, 4), cols = 64 + take(in, 1); /* rows x row bytes > SIZE_MAX */
+    size_t rb = adamas_weights_row_bytes(type, cols);
+    size_t bytes = rb && rows < 1000 ? rows * rb : 64;
+    uint8_t *w = malloc(bytes + 1);
+    float *x = malloc((cols + 1) * sizeof *x);
+    size_t n_out = rows < 1000 ? rows * (cols + 1) + 1 : 1;
+    float *y = malloc(n_out * sizeof *y), *before = malloc(n_out * sizeof *y);
+    if (!w || !x || !y || !before)
+        abort();
+    for (size_t i = 0; i < bytes; i++)
+        w[i] = more(in) ? take8(in) : (uint8_t)rng_next();
+    for (size_t i = 0; i < cols; i++)
+        x[i] = take8(in) % 8 == 0 ? take_float(in) : rng_value(1.0f);
+    memset(y, 0xa5, n_out * sizeof *y);
+    memcpy(before, y, n_out * sizeof *y);
+
+    int st = adamas_matvec(type, w, rows, cols, x, y);
+    if (st != ADAMAS_OK) {
+        if (st != ADAMAS_EINVAL || !adamas_last_error()[0] || memcmp(y, before, n_out * sizeof *y))
+            abort();
+    } else {
+        if (rows >= 1000 || !rb)
+            abort(); /* a shape the library should have refused */
+        for (size_t r = 0; r < rows; r++) {
+            double want = 0, scale = 0;
+            for (size_t i = 0; i < cols; i++) {
+                double p = weight_at(type, w + r * rb, i) * x[i];
+                want += p, scale += fabs(p);
+            }
+            if (isfinite(scale) && scale < 1e30 &&
+                !(fabs(y[r] - want) <= 1e-5 * scale + 1e-35))
+                abort();
+        }
+    }
+    memcpy(y, before, n_out * sizeof *y);
+    st = adamas_weights_to_f32(type, w, rows, cols, y);
+    if (st != ADAMAS_OK) {
+        if (st != ADAMAS_EINVAL || memcmp(y, before, n_out * sizeof *y))
+            abort();
+    } else {
+        for (size_t r = 0; r < rows; r++)
+            for (size_t i = 0; i < cols; i++) {
+                double want = weight_at(type, w + r * rb, i), got = y[r * cols + i];
+                if (!(got == want || (isnan(got) && isnan(want))))
+                    abort();
+            }
+        if (memcmp(y + rows * cols, before + rows * cols, (n_out - rows * cols) * sizeof *y))
+            abort(); /* written past the matrix */
+    }
+    free(w);
+    free(x);
+    free(y);
+    free(before);
+}
+
 /* ------------------------------------------------------------------ entry */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -422,11 +505,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!m.values || adamas_workspace_create(&ws))
         abort();
     for (int step = 0; step < 24 && more(&in); step++)
-        switch (take8(&in) % 4) {
+        switch (take8(&in) % 5) {
         case 0:
         case 1: do_append(&m, &in); break;
         case 2: do_calibrate(&m, &in); break;
-        default: do_decode(&m, &in, ws); break;
+        case 3: do_decode(&m, &in, ws); break;
+        default: do_weights(&in); break;
         }
     adamas_workspace_destroy(ws);
     adamas_cache_destroy(m.c);
