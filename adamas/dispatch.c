@@ -15,6 +15,7 @@ const adamas_kernels adamas_kernels_scalar = {
     .encode = adamas_encode_scalar,
     .hadamard_encode = adamas_hadamard_encode_scalar,
     .scan = {adamas_scan_l1_scalar, adamas_scan_xorw_scalar},
+    .scan_group = {adamas_scan_group_l1_scalar, adamas_scan_group_xorw_scalar},
     .emit = adamas_emit_scalar,
     .dot = {adamas_dot_f32_scalar, adamas_dot_f16_scalar, adamas_dot_bf16_scalar},
     .axpy = {adamas_axpy_f32_scalar, adamas_axpy_f16_scalar, adamas_axpy_bf16_scalar},

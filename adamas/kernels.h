@@ -13,7 +13,10 @@
  *     the product rounded first (no FMA), then the lanes folded pairwise
  *     acc[l] += acc[l+8], acc[l] += acc[l+4], acc[l] += acc[l+2], acc[l] += acc[l+1];
  *   - widen: exact;
- *   - axpy, exp_sum: within a few ulp of the scalar entries.
+ *   - axpy, exp_sum: within a few ulp of the scalar entries;
+ *   - the grouped entries (scan_group) compute for each head of a group what the
+ *     single-head entry computes, under the same contract: they exist so that the
+ *     heads of a GQA group read each key code once.
  */
 #ifndef ADAMAS_KERNELS_H
 #define ADAMAS_KERNELS_H
@@ -28,6 +31,14 @@
  * when hist is not NULL also hist[dist[j]] += 1. */
 typedef void (*adamas_scan_fn)(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
                                uint16_t *dist, uint32_t *hist);
+
+/* The scan of `heads` query codes q + h*q_stride over the same keys: for h < heads,
+ * dist + h*dist_stride and (when hist is not NULL) hist + h*hist_stride receive what
+ * scan(q + h*q_stride, codes, words, n, ...) writes there. */
+typedef void (*adamas_scan_group_fn)(const uint64_t *q, size_t q_stride, size_t heads,
+                                     const uint64_t *codes, size_t words, size_t n,
+                                     uint16_t *dist, size_t dist_stride, uint32_t *hist,
+                                     size_t hist_stride);
 
 /* The positions of a selection, given its threshold t: every j < cutoff with
  * dist[j] < t and every j >= cutoff with dist[j] <= t, ascending, written as base + j
@@ -53,6 +64,7 @@ typedef struct adamas_kernels {
     /* hadamard(x) then encode(x): x is left transformed. */
     void (*hadamard_encode)(float *x, size_t d, const float th[3], uint64_t *code);
     adamas_scan_fn scan[2];   /* indexed by adamas_metric */
+    adamas_scan_group_fn scan_group[2]; /* indexed by adamas_metric */
     adamas_emit_fn emit;      /* the positions a histogram select takes */
     adamas_dot_fn dot[3];     /* indexed by adamas_dtype of the row */
     adamas_axpy_fn axpy[3];   /* indexed by adamas_dtype of the row */
@@ -77,6 +89,12 @@ void adamas_encode_scalar(const float *xh, size_t d, const float th[3], uint64_t
 void adamas_hadamard_encode_scalar(float *x, size_t d, const float th[3], uint64_t *code);
 void adamas_scan_l1_scalar(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
                            uint16_t *dist, uint32_t *hist);
+void adamas_scan_group_l1_scalar(const uint64_t *q, size_t q_stride, size_t heads,
+                                 const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
+                                 size_t dist_stride, uint32_t *hist, size_t hist_stride);
+void adamas_scan_group_xorw_scalar(const uint64_t *q, size_t q_stride, size_t heads,
+                                   const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
+                                   size_t dist_stride, uint32_t *hist, size_t hist_stride);
 void adamas_emit_scalar(const uint16_t *dist, uint32_t n, uint32_t t, uint32_t cutoff,
                         uint32_t base, uint32_t k, uint32_t *idx);
 void adamas_scan_xorw_scalar(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,

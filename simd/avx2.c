@@ -384,6 +384,25 @@ static void scan_xorw_avx2(const uint64_t *q, const uint64_t *codes, size_t word
     scan(q, codes, words, n, dist, hist, 1);
 }
 
+/* The heads of a GQA group, one scan each for now. */
+static void scan_group_l1_avx2(const uint64_t *q, size_t q_stride, size_t heads,
+                               const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
+                               size_t dist_stride, uint32_t *hist, size_t hist_stride)
+{
+    for (size_t h = 0; h < heads; h++)
+        scan_l1_avx2(q + h * q_stride, codes, words, n, dist + h * dist_stride,
+                     hist ? hist + h * hist_stride : NULL);
+}
+
+static void scan_group_xorw_avx2(const uint64_t *q, size_t q_stride, size_t heads,
+                                 const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
+                                 size_t dist_stride, uint32_t *hist, size_t hist_stride)
+{
+    for (size_t h = 0; h < heads; h++)
+        scan_xorw_avx2(q + h * q_stride, codes, words, n, dist + h * dist_stride,
+                       hist ? hist + h * hist_stride : NULL);
+}
+
 /* ====================================================== attention arithmetic */
 
 /* Eight elements of a stored row widened to f32 (exact for f16 and bf16). */
@@ -592,6 +611,7 @@ const adamas_kernels adamas_kernels_avx2 = {
     .encode = encode_avx2,
     .hadamard_encode = hadamard_encode_avx2,
     .scan = {scan_l1_avx2, scan_xorw_avx2},
+    .scan_group = {scan_group_l1_avx2, scan_group_xorw_avx2},
     .dot = {dot_f32_avx2, dot_f16_avx2, dot_bf16_avx2},
     .emit = adamas_emit_scalar, /* no compress instruction: the branch-free loop it is */
     .axpy = {axpy_f32_avx2, axpy_f16_avx2, axpy_bf16_avx2},

@@ -498,6 +498,29 @@ static float exp_sum_neon(float *s, size_t n, float max)
 #define exp_sum_neon adamas_exp_sum_neon_poly
 #endif
 
+/* ================================================================ GQA groups */
+
+/* The heads of a group one after another: each reads its own copy of the row or the
+ * codes, from L1 after the first.  Where a NEON core is compute bound on GQA is not
+ * measured yet, so no wider kernels are written for it. */
+static void scan_group_l1_neon(const uint64_t *q, size_t q_stride, size_t heads,
+                               const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
+                               size_t dist_stride, uint32_t *hist, size_t hist_stride)
+{
+    for (size_t h = 0; h < heads; h++)
+        scan_l1_neon(q + h * q_stride, codes, words, n, dist + h * dist_stride,
+                     hist ? hist + h * hist_stride : NULL);
+}
+
+static void scan_group_xorw_neon(const uint64_t *q, size_t q_stride, size_t heads,
+                                 const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
+                                 size_t dist_stride, uint32_t *hist, size_t hist_stride)
+{
+    for (size_t h = 0; h < heads; h++)
+        scan_xorw_neon(q + h * q_stride, codes, words, n, dist + h * dist_stride,
+                       hist ? hist + h * hist_stride : NULL);
+}
+
 /* ====================================================================== table */
 
 const adamas_kernels adamas_kernels_neon = {
@@ -506,6 +529,7 @@ const adamas_kernels adamas_kernels_neon = {
     .encode = encode_neon,
     .hadamard_encode = hadamard_encode_neon,
     .scan = {scan_l1_neon, scan_xorw_neon},
+    .scan_group = {scan_group_l1_neon, scan_group_xorw_neon},
     .dot = {dot_f32_neon, dot_f16_neon, dot_bf16_neon},
     .emit = adamas_emit_scalar, /* no compress instruction: the branch-free loop it is */
     .axpy = {axpy_f32_neon, axpy_f16_neon, axpy_bf16_neon},

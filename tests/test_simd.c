@@ -6,7 +6,8 @@
  * when SLEEF is absent), on random inputs of every head dimension, with unaligned
  * pointers and lengths that are not multiples of the vector width:
  *   - hadamard, encode, hadamard_encode, scan (distances and histogram), dot and
- *     page_score are bit-identical to the scalar entries;
+ *     page_score are bit-identical to the scalar entries, and so is the grouped scan
+ *     for every group size;
  *   - axpy and exp_sum are within 1e-6 relative;
  * and through the public API, with the ISA forced, decode selects the same tokens as
  * the scalar kernels and its outputs are within 1e-6 relative.
@@ -54,7 +55,9 @@ static size_t runnable_variants(variant out[MAX_VARIANTS], const char *test)
             snprintf(out[n].name, sizeof out[n].name, "avx512-vpshufb");
             out[n].k = *k;
             out[n].k.scan[ADAMAS_METRIC_L1] = adamas_scan_l1_avx512_vpshufb;
-            out[n++].k.scan[ADAMAS_METRIC_XORW] = adamas_scan_xorw_avx512_vpshufb;
+            out[n].k.scan[ADAMAS_METRIC_XORW] = adamas_scan_xorw_avx512_vpshufb;
+            out[n].k.scan_group[ADAMAS_METRIC_L1] = adamas_scan_group_l1_avx512_vpshufb;
+            out[n++].k.scan_group[ADAMAS_METRIC_XORW] = adamas_scan_group_xorw_avx512_vpshufb;
             if (!adamas_avx512_has_vpopcntdq())
                 strncat(missing, " avx512-vpopcnt", sizeof missing - strlen(missing) - 1);
         }
@@ -455,6 +458,98 @@ Test(simd, scan_histogram_survives_one_heavy_bin)
                     codes[j * words + w] = j % 7 == 0 ? rng_next() : q[w] ^ (w == 0 ? 5 : 0);
             for (int metric = 0; metric < 2; metric++)
                 check_scan(v, metric, q, codes, words, n, "heavy bin");
+            free_skewed(q, 8);
+            free_skewed(codes, 8);
+        }
+    }
+}
+
+/* Group sizes of the grouped kernels: below, at and above the heads of one pass. */
+#define MAX_GROUP 8
+
+/* The grouped scan of `heads` query codes against the scalar one, with rows further
+ * apart than they are long (as in the workspace) and guards between them. */
+static void check_scan_group(const variant *v, int metric, const uint64_t *q, size_t heads,
+                             const uint64_t *codes, size_t words, size_t n)
+{
+    const size_t nbins = 96 * words + 1, dist_stride = n + 3, hist_stride = nbins + 5;
+    uint16_t *dist = alloc_skewed(heads * dist_stride, 2, 2), *ref = malloc(heads * dist_stride * 2 + 2);
+    uint32_t *hist = malloc(heads * hist_stride * 4), *ref_hist = malloc(heads * hist_stride * 4);
+    for (size_t i = 0; i < heads * dist_stride; i++)
+        dist[i] = ref[i] = 0x5a5a;
+    for (size_t b = 0; b < heads * hist_stride; b++)
+        hist[b] = ref_hist[b] = rng_below(5);
+    adamas_kernels_scalar.scan_group[metric](q, words, heads, codes, words, n, ref, dist_stride,
+                                             ref_hist, hist_stride);
+    v->k.scan_group[metric](q, words, heads, codes, words, n, dist, dist_stride, hist,
+                            hist_stride);
+    size_t i = 0;
+    while (i < heads * dist_stride && dist[i] == ref[i])
+        i++;
+    expect(i == heads * dist_stride,
+           "%s scan_group %s words=%zu heads=%zu n=%zu: head %zu dist[%zu] = %u, scalar %u",
+           v->name, metric ? "xorw" : "l1", words, heads, n, i / dist_stride, i % dist_stride,
+           dist[i % (heads * dist_stride)], ref[i % (heads * dist_stride)]);
+    expect(memcmp(hist, ref_hist, heads * hist_stride * 4) == 0,
+           "%s scan_group %s words=%zu heads=%zu n=%zu: histograms differ", v->name,
+           metric ? "xorw" : "l1", words, heads, n);
+
+    for (size_t h = 0; h < heads; h++)
+        poison(dist + h * dist_stride, n * 2);
+    v->k.scan_group[metric](q, words, heads, codes, words, n, dist, dist_stride, NULL, 0);
+    expect(memcmp(dist, ref, heads * dist_stride * 2) == 0,
+           "%s scan_group %s words=%zu heads=%zu n=%zu (no histogram): distances differ",
+           v->name, metric ? "xorw" : "l1", words, heads, n);
+    free_skewed(dist, 2);
+    free(ref);
+    free(hist);
+    free(ref_hist);
+}
+
+Test(simd, grouped_scan_is_identical_to_scalar_for_every_group_size)
+{
+    rng_seed_from_env();
+    FOR_EACH_VARIANT(v, "scan_group")
+    {
+        for (size_t di = 0; di < N_DIMS; di++) {
+            size_t d = head_dims[di], words = adamas_code_words(d);
+            uint64_t *q = alloc_skewed(MAX_GROUP * words, 8, 8);
+            for (size_t li = 0; li < N_LENGTHS; li++) {
+                size_t n = scan_lengths[li];
+                uint64_t *codes = alloc_skewed(n * words + 1, 8, 8);
+                for (size_t w = 0; w < n * words; w++)
+                    codes[w] = rng_next();
+                for (size_t heads = 1; heads <= MAX_GROUP; heads++) {
+                    for (size_t w = 0; w < heads * words; w++)
+                        q[w] = rng_next();
+                    for (int metric = 0; metric < 2; metric++)
+                        check_scan_group(v, metric, q, heads, codes, words, n);
+                }
+                free_skewed(codes, 8);
+            }
+            free_skewed(q, 8);
+        }
+    }
+}
+
+/* Keys near the query: distances crowd into few bins, and the histograms of the
+ * heads of a group take increments back to back. */
+Test(simd, grouped_scan_histograms_survive_crowded_bins)
+{
+    rng_seed_from_env();
+    FOR_EACH_VARIANT(v, "scan_group crowded")
+    {
+        for (size_t di = 0; di < N_DIMS; di++) {
+            size_t d = head_dims[di], words = adamas_code_words(d), n = 4099;
+            uint64_t *q = alloc_skewed(MAX_GROUP * words, 8, 8), *codes = alloc_skewed(n * words, 8, 8);
+            for (size_t w = 0; w < MAX_GROUP * words; w++)
+                q[w] = w < words ? rng_next() : q[w % words] ^ (rng_below(4) == 0 ? 3 : 0);
+            for (size_t j = 0; j < n; j++)
+                for (size_t w = 0; w < words; w++)
+                    codes[j * words + w] = q[w] ^ (rng_below(8) == 0 ? rng_next() & 0x11 : 0);
+            for (int metric = 0; metric < 2; metric++)
+                for (size_t heads = 1; heads <= MAX_GROUP; heads += 3)
+                    check_scan_group(v, metric, q, heads, codes, words, n);
             free_skewed(q, 8);
             free_skewed(codes, 8);
         }
