@@ -5,7 +5,6 @@
  * (m = max m_c, s = sum exp(m_c - m) s_c, o likewise), so long contexts split into
  * chunks that threads share, and the result does not depend on how many threads ran. */
 #include <math.h>
-#include <stdbool.h>
 #include <string.h>
 
 #include "decode.h"
@@ -23,31 +22,24 @@ void adamas_attend_chunk(const adamas_cache *c, const adamas_kernels *kern, uint
 {
     const size_t d = c->cfg.head_dim, row_bytes = d * c->elem_size;
     const float scale = (float)(1.0 / sqrt((double)d));
-    /* Several heads share each row: widen it to f32 once (exactly), then use the f32
-     * kernels, which then compute the same bits the dtype's kernels would. */
-    const bool widen = heads > 1 && c->cfg.kv_dtype != ADAMAS_F32;
-    const adamas_dtype kernel_dtype = widen ? ADAMAS_F32 : c->cfg.kv_dtype;
-    const adamas_dot_fn dot = kern->dot[kernel_dtype];
-    const adamas_axpy_fn axpy = kern->axpy[kernel_dtype];
-    float wide[ADAMAS_MAX_HEAD_DIM];
+    /* The grouped kernels convert each stored row once, in registers, for all heads. */
+    const adamas_dot_group_fn dot = kern->dot_group[c->cfg.kv_dtype];
+    const adamas_axpy_group_fn axpy = kern->axpy_group[c->cfg.kv_dtype];
 
     /* logits: every key row read once for all heads */
     for (uint32_t i = 0; i < count; i++) {
         if (i + PREFETCH_ROWS < count)
             adamas_prefetch(adamas_cache_key_row(c, kv_head, token_at(set, first, i + PREFETCH_ROWS)),
                          row_bytes);
-        const void *row = adamas_cache_key_row(c, kv_head, token_at(set, first, i));
-        if (widen) {
-            kern->widen[c->cfg.kv_dtype](wide, row, d);
-            row = wide;
-        }
-        for (uint32_t j = 0; j < heads; j++)
-            logits[(size_t)j * count + i] = dot(q + j * d, row, d) * scale;
+        dot(q, heads, adamas_cache_key_row(c, kv_head, token_at(set, first, i)), d, logits + i,
+            count);
     }
     for (uint32_t j = 0; j < heads; j++) {
         float *l = logits + (size_t)j * count, *p = partial + j * stride, max = -INFINITY;
-        for (uint32_t i = 0; i < count; i++)
+        for (uint32_t i = 0; i < count; i++) {
+            l[i] *= scale;
             max = l[i] > max ? l[i] : max;
+        }
         p[0] = max;
         p[1] = kern->exp_sum(l, count, max);
         memset(p + 2, 0, d * sizeof *p);
@@ -58,13 +50,8 @@ void adamas_attend_chunk(const adamas_cache *c, const adamas_kernels *kern, uint
             adamas_prefetch(
                 adamas_cache_value_row(c, kv_head, token_at(set, first, i + PREFETCH_ROWS)),
                 row_bytes);
-        const void *row = adamas_cache_value_row(c, kv_head, token_at(set, first, i));
-        if (widen) {
-            kern->widen[c->cfg.kv_dtype](wide, row, d);
-            row = wide;
-        }
-        for (uint32_t j = 0; j < heads; j++)
-            axpy(partial + j * stride + 2, logits[(size_t)j * count + i], row, d);
+        axpy(partial + 2, stride, logits + i, count, heads,
+             adamas_cache_value_row(c, kv_head, token_at(set, first, i)), d);
     }
 }
 

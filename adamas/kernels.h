@@ -14,9 +14,9 @@
  *     acc[l] += acc[l+8], acc[l] += acc[l+4], acc[l] += acc[l+2], acc[l] += acc[l+1];
  *   - widen: exact;
  *   - axpy, exp_sum: within a few ulp of the scalar entries;
- *   - the grouped entries (scan_group) compute for each head of a group what the
- *     single-head entry computes, under the same contract: they exist so that the
- *     heads of a GQA group read each key code once.
+ *   - the grouped entries (scan_group, dot_group, axpy_group) compute for each head of
+ *     a group what the single-head entry computes, under the same contract: they exist
+ *     so that the heads of a GQA group read each key code or K/V row once.
  */
 #ifndef ADAMAS_KERNELS_H
 #define ADAMAS_KERNELS_H
@@ -49,8 +49,16 @@ typedef void (*adamas_emit_fn)(const uint16_t *dist, uint32_t n, uint32_t t, uin
 /* q[d] . row[d], row of one storage dtype, in the fixed summation order. */
 typedef float (*adamas_dot_fn)(const float *q, const void *row, size_t d);
 
+/* out[j*out_stride] = dot(q + j*d, row, d) for j < heads: q[heads][d] against one row. */
+typedef void (*adamas_dot_group_fn)(const float *q, size_t heads, const void *row, size_t d,
+                                    float *out, size_t out_stride);
+
 /* y[d] += a * row[d], row of one storage dtype. */
 typedef void (*adamas_axpy_fn)(float *y, float a, const void *row, size_t d);
+
+/* axpy(y + j*y_stride, a[j*a_stride], row, d) for j < heads: one row into several sums. */
+typedef void (*adamas_axpy_group_fn)(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                     size_t heads, const void *row, size_t d);
 
 /* dst[d] = row[d] widened to f32 (exact), row of one storage dtype. */
 typedef void (*adamas_widen_fn)(float *dst, const void *row, size_t d);
@@ -67,7 +75,9 @@ typedef struct adamas_kernels {
     adamas_scan_group_fn scan_group[2]; /* indexed by adamas_metric */
     adamas_emit_fn emit;      /* the positions a histogram select takes */
     adamas_dot_fn dot[3];     /* indexed by adamas_dtype of the row */
+    adamas_dot_group_fn dot_group[3];   /* indexed by adamas_dtype of the row */
     adamas_axpy_fn axpy[3];   /* indexed by adamas_dtype of the row */
+    adamas_axpy_group_fn axpy_group[3]; /* indexed by adamas_dtype of the row */
     adamas_widen_fn widen[3]; /* indexed by adamas_dtype of the row */
     /* s[i] = exp(s[i] - max) for i < n; returns the sum of the new s[i]. */
     float (*exp_sum)(float *s, size_t n, float max);
@@ -102,9 +112,21 @@ void adamas_scan_xorw_scalar(const uint64_t *q, const uint64_t *codes, size_t wo
 float adamas_dot_f32_scalar(const float *q, const void *row, size_t d);
 float adamas_dot_f16_scalar(const float *q, const void *row, size_t d);
 float adamas_dot_bf16_scalar(const float *q, const void *row, size_t d);
+void adamas_dot_group_f32_scalar(const float *q, size_t heads, const void *row, size_t d,
+                                 float *out, size_t out_stride);
+void adamas_dot_group_f16_scalar(const float *q, size_t heads, const void *row, size_t d,
+                                 float *out, size_t out_stride);
+void adamas_dot_group_bf16_scalar(const float *q, size_t heads, const void *row, size_t d,
+                                  float *out, size_t out_stride);
 void adamas_axpy_f32_scalar(float *y, float a, const void *row, size_t d);
 void adamas_axpy_f16_scalar(float *y, float a, const void *row, size_t d);
 void adamas_axpy_bf16_scalar(float *y, float a, const void *row, size_t d);
+void adamas_axpy_group_f32_scalar(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                  size_t heads, const void *row, size_t d);
+void adamas_axpy_group_f16_scalar(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                  size_t heads, const void *row, size_t d);
+void adamas_axpy_group_bf16_scalar(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                   size_t heads, const void *row, size_t d);
 void adamas_widen_f32_scalar(float *dst, const void *row, size_t d);
 void adamas_widen_f16_scalar(float *dst, const void *row, size_t d);
 void adamas_widen_bf16_scalar(float *dst, const void *row, size_t d);

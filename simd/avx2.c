@@ -514,6 +514,106 @@ static void axpy_bf16_avx2(float *y, float a, const void *row, size_t d)
         adamas_axpy_bf16_scalar(y + i, a, (const uint16_t *)row + i, d - i);
 }
 
+/* ------------------------------------------------------------- GQA groups */
+
+/* dot of each head of a group with one row: 16 elements of the row converted once
+ * (two registers) for four heads, each keeping its 16 lane sums as dot_rows does; the
+ * heads past a multiple of four take the single-head loop (from L1). */
+static inline void dot_group_rows(const float *q, size_t heads, const void *row, size_t d,
+                                  float *out, size_t out_stride,
+                                  __m256 (*load)(const void *, size_t))
+{
+    size_t j = 0;
+    for (; j + 4 <= heads; j += 4) {
+        __m256 lo[4], hi[4];
+        for (size_t k = 0; k < 4; k++)
+            lo[k] = hi[k] = _mm256_setzero_ps();
+        for (size_t i = 0; i < d; i += 2 * LANES) {
+            __m256 r0 = load(row, i), r1 = load(row, i + LANES);
+            for (size_t k = 0; k < 4; k++) {
+                const float *qk = q + (j + k) * d + i;
+                lo[k] = _mm256_add_ps(lo[k], _mm256_mul_ps(_mm256_loadu_ps(qk), r0));
+                hi[k] = _mm256_add_ps(hi[k], _mm256_mul_ps(_mm256_loadu_ps(qk + LANES), r1));
+            }
+        }
+        for (size_t k = 0; k < 4; k++)
+            out[(j + k) * out_stride] = fold_lanes(lo[k], hi[k]);
+    }
+    for (; j < heads; j++)
+        out[j * out_stride] = dot_rows(q + j * d, row, d, load);
+}
+
+static void dot_group_f32_avx2(const float *q, size_t heads, const void *row, size_t d,
+                               float *out, size_t out_stride)
+{
+    dot_group_rows(q, heads, row, d, out, out_stride, load_f32);
+}
+
+static void dot_group_f16_avx2(const float *q, size_t heads, const void *row, size_t d,
+                               float *out, size_t out_stride)
+{
+    dot_group_rows(q, heads, row, d, out, out_stride, load_f16);
+}
+
+static void dot_group_bf16_avx2(const float *q, size_t heads, const void *row, size_t d,
+                                float *out, size_t out_stride)
+{
+    dot_group_rows(q, heads, row, d, out, out_stride, load_bf16);
+}
+
+/* y_j += a_j*row for each head, as axpy_rows: 8 elements of the row converted once for
+ * four heads.  Returns how many elements it did for every head (a multiple of 8); the
+ * caller does the rest. */
+static inline size_t axpy_group_rows(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                     size_t heads, const void *row, size_t d,
+                                     __m256 (*load)(const void *, size_t))
+{
+    const size_t body = d / LANES * LANES;
+    size_t j = 0;
+    for (; j + 4 <= heads; j += 4) {
+        __m256 va[4];
+        for (size_t k = 0; k < 4; k++)
+            va[k] = _mm256_set1_ps(a[(j + k) * a_stride]);
+        for (size_t i = 0; i < body; i += LANES) {
+            __m256 r = load(row, i);
+            for (size_t k = 0; k < 4; k++) {
+                float *yk = y + (j + k) * y_stride + i;
+                _mm256_storeu_ps(yk, _mm256_add_ps(_mm256_loadu_ps(yk), _mm256_mul_ps(va[k], r)));
+            }
+        }
+    }
+    for (; j < heads; j++)
+        axpy_rows(y + j * y_stride, a[j * a_stride], row, body, load);
+    return body;
+}
+
+static void axpy_group_f32_avx2(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                size_t heads, const void *row, size_t d)
+{
+    size_t i = axpy_group_rows(y, y_stride, a, a_stride, heads, row, d, load_f32);
+    if (i < d) /* not reached for head dimensions */
+        adamas_axpy_group_f32_scalar(y + i, y_stride, a, a_stride, heads, (const float *)row + i,
+                                     d - i);
+}
+
+static void axpy_group_f16_avx2(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                size_t heads, const void *row, size_t d)
+{
+    size_t i = axpy_group_rows(y, y_stride, a, a_stride, heads, row, d, load_f16);
+    if (i < d)
+        adamas_axpy_group_f16_scalar(y + i, y_stride, a, a_stride, heads,
+                                     (const uint16_t *)row + i, d - i);
+}
+
+static void axpy_group_bf16_avx2(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                 size_t heads, const void *row, size_t d)
+{
+    size_t i = axpy_group_rows(y, y_stride, a, a_stride, heads, row, d, load_bf16);
+    if (i < d)
+        adamas_axpy_group_bf16_scalar(y + i, y_stride, a, a_stride, heads,
+                                      (const uint16_t *)row + i, d - i);
+}
+
 /* sum_i max(q_i*lo_i, q_i*hi_i); max_ps(a, b) is a > b ? a : b, as in the scalar loop. */
 static float page_score_avx2(const float *q, const float *lo, const float *hi, size_t d)
 {
@@ -613,8 +713,10 @@ const adamas_kernels adamas_kernels_avx2 = {
     .scan = {scan_l1_avx2, scan_xorw_avx2},
     .scan_group = {scan_group_l1_avx2, scan_group_xorw_avx2},
     .dot = {dot_f32_avx2, dot_f16_avx2, dot_bf16_avx2},
+    .dot_group = {dot_group_f32_avx2, dot_group_f16_avx2, dot_group_bf16_avx2},
     .emit = adamas_emit_scalar, /* no compress instruction: the branch-free loop it is */
     .axpy = {axpy_f32_avx2, axpy_f16_avx2, axpy_bf16_avx2},
+    .axpy_group = {axpy_group_f32_avx2, axpy_group_f16_avx2, axpy_group_bf16_avx2},
     .widen = {widen_f32_avx2, widen_f16_avx2, widen_bf16_avx2},
     .exp_sum = exp_sum_avx2,
     .page_score = page_score_avx2,

@@ -763,6 +763,90 @@ static void axpy_bf16_avx512(float *y, float a, const void *row, size_t d)
         adamas_axpy_bf16_scalar(y + i, a, (const uint16_t *)row + i, d - i);
 }
 
+/* ------------------------------------------------------------- GQA groups */
+
+/* The scalar fold of four heads' lane sums at once: each step adds the same pairs of
+ * lanes as fold_lanes, the four heads sharing the registers.  Returns the four sums. */
+static inline __m128 fold_lanes4(__m512 a, __m512 b, __m512 c, __m512 d)
+{
+    /* l += l+8: 128-bit lanes [a0+a2, a1+a3, b0+b2, b1+b3], likewise c, d */
+    __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+    __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0x44), _mm512_shuffle_f32x4(c, d, 0xEE));
+    /* l += l+4: one 128-bit lane per head */
+    __m512 x = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xDD));
+    x = _mm512_add_ps(x, _mm512_permute_ps(x, 0x4E)); /* l += l+2 */
+    x = _mm512_add_ps(x, _mm512_permute_ps(x, 0xB1)); /* l += l+1 */
+    return _mm512_castps512_ps128(
+        _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), x));
+}
+
+/* dot of each head of a group with one row, the row converted once per 16 elements
+ * and used by four heads from the register; the heads past a multiple of four take
+ * the single-head loop (from L1). */
+#define DEFINE_DOT_GROUP(name, dot, load)                                                   \
+    static void name(const float *q, size_t heads, const void *row, size_t d, float *out,  \
+                     size_t out_stride)                                                    \
+    {                                                                                      \
+        size_t j = 0;                                                                      \
+        for (; j + 4 <= heads; j += 4) {                                                   \
+            const float *q0 = q + j * d;                                                   \
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                    \
+            for (size_t i = 0; i < d; i += LANES) {                                        \
+                __m512 r = load(row, i);                                                   \
+                a0 = _mm512_add_ps(a0, _mm512_mul_ps(_mm512_loadu_ps(q0 + i), r));         \
+                a1 = _mm512_add_ps(a1, _mm512_mul_ps(_mm512_loadu_ps(q0 + d + i), r));     \
+                a2 = _mm512_add_ps(a2, _mm512_mul_ps(_mm512_loadu_ps(q0 + 2 * d + i), r)); \
+                a3 = _mm512_add_ps(a3, _mm512_mul_ps(_mm512_loadu_ps(q0 + 3 * d + i), r)); \
+            }                                                                              \
+            float sums[4];                                                                 \
+            _mm_storeu_ps(sums, fold_lanes4(a0, a1, a2, a3));                              \
+            for (size_t k = 0; k < 4; k++)                                                 \
+                out[(j + k) * out_stride] = sums[k];                                       \
+        }                                                                                  \
+        for (; j < heads; j++)                                                             \
+            out[j * out_stride] = dot(q + j * d, row, d);                                  \
+    }
+
+DEFINE_DOT_GROUP(dot_group_f32_avx512, dot_f32_avx512, load_f32)
+DEFINE_DOT_GROUP(dot_group_f16_avx512, dot_f16_avx512, load_f16)
+DEFINE_DOT_GROUP(dot_group_bf16_avx512, dot_bf16_avx512, load_bf16)
+
+/* y_j += a_j*row for each head, product rounded then added as in axpy: 16 elements of
+ * the row converted once for four heads; a tail of d % 16 elements, and the heads past
+ * a multiple of four, take the single-head entries. */
+#define DEFINE_AXPY_GROUP(name, axpy, load, elem)                                           \
+    static void name(float *y, size_t y_stride, const float *a, size_t a_stride,           \
+                     size_t heads, const void *row, size_t d)                              \
+    {                                                                                      \
+        const size_t body = d / LANES * LANES;                                             \
+        size_t j = 0;                                                                      \
+        for (; j + 4 <= heads; j += 4) {                                                   \
+            float *y0 = y + j * y_stride, *y1 = y0 + y_stride, *y2 = y1 + y_stride,         \
+                  *y3 = y2 + y_stride;                                                     \
+            const __m512 v0 = _mm512_set1_ps(a[j * a_stride]),                             \
+                         v1 = _mm512_set1_ps(a[(j + 1) * a_stride]),                       \
+                         v2 = _mm512_set1_ps(a[(j + 2) * a_stride]),                       \
+                         v3 = _mm512_set1_ps(a[(j + 3) * a_stride]);                       \
+            for (size_t i = 0; i < body; i += LANES) {                                     \
+                __m512 r = load(row, i);                                                   \
+                _mm512_storeu_ps(y0 + i, _mm512_add_ps(_mm512_loadu_ps(y0 + i), _mm512_mul_ps(v0, r))); \
+                _mm512_storeu_ps(y1 + i, _mm512_add_ps(_mm512_loadu_ps(y1 + i), _mm512_mul_ps(v1, r))); \
+                _mm512_storeu_ps(y2 + i, _mm512_add_ps(_mm512_loadu_ps(y2 + i), _mm512_mul_ps(v2, r))); \
+                _mm512_storeu_ps(y3 + i, _mm512_add_ps(_mm512_loadu_ps(y3 + i), _mm512_mul_ps(v3, r))); \
+            }                                                                              \
+            if (body < d)                                                                  \
+                for (size_t k = 0; k < 4; k++)                                             \
+                    axpy(y0 + k * y_stride + body, a[(j + k) * a_stride],                  \
+                         (const elem *)row + body, d - body);                              \
+        }                                                                                  \
+        for (; j < heads; j++)                                                             \
+            axpy(y + j * y_stride, a[j * a_stride], row, d);                               \
+    }
+
+DEFINE_AXPY_GROUP(axpy_group_f32_avx512, axpy_f32_avx512, load_f32, float)
+DEFINE_AXPY_GROUP(axpy_group_f16_avx512, axpy_f16_avx512, load_f16, uint16_t)
+DEFINE_AXPY_GROUP(axpy_group_bf16_avx512, axpy_bf16_avx512, load_bf16, uint16_t)
+
 /* sum_i max(q_i*lo_i, q_i*hi_i) in the fixed order; max_ps(a, b) is a > b ? a : b,
  * the scalar expression, signed zeros included. */
 static float page_score_avx512(const float *q, const float *lo, const float *hi, size_t d)
@@ -849,8 +933,10 @@ const adamas_kernels adamas_kernels_avx512 = {
     .scan = {scan_l1_avx512, scan_xorw_avx512},
     .scan_group = {scan_group_l1_avx512, scan_group_xorw_avx512},
     .dot = {dot_f32_avx512, dot_f16_avx512, dot_bf16_avx512},
+    .dot_group = {dot_group_f32_avx512, dot_group_f16_avx512, dot_group_bf16_avx512},
     .emit = emit_avx512,
     .axpy = {axpy_f32_avx512, axpy_f16_avx512, axpy_bf16_avx512},
+    .axpy_group = {axpy_group_f32_avx512, axpy_group_f16_avx512, axpy_group_bf16_avx512},
     .widen = {widen_f32_avx512, widen_f16_avx512, widen_bf16_avx512},
     .exp_sum = exp_sum_avx512,
     .page_score = page_score_avx512,

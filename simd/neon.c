@@ -521,6 +521,30 @@ static void scan_group_xorw_neon(const uint64_t *q, size_t q_stride, size_t head
                        hist ? hist + h * hist_stride : NULL);
 }
 
+#define DEFINE_DOT_GROUP(name, dot)                                                      \
+    static void name(const float *q, size_t heads, const void *row, size_t d, float *out, \
+                     size_t out_stride)                                                  \
+    {                                                                                    \
+        for (size_t j = 0; j < heads; j++)                                               \
+            out[j * out_stride] = dot(q + j * d, row, d);                                \
+    }
+
+DEFINE_DOT_GROUP(dot_group_f32_neon, dot_f32_neon)
+DEFINE_DOT_GROUP(dot_group_f16_neon, dot_f16_neon)
+DEFINE_DOT_GROUP(dot_group_bf16_neon, dot_bf16_neon)
+
+#define DEFINE_AXPY_GROUP(name, axpy)                                                    \
+    static void name(float *y, size_t y_stride, const float *a, size_t a_stride,         \
+                     size_t heads, const void *row, size_t d)                            \
+    {                                                                                    \
+        for (size_t j = 0; j < heads; j++)                                               \
+            axpy(y + j * y_stride, a[j * a_stride], row, d);                             \
+    }
+
+DEFINE_AXPY_GROUP(axpy_group_f32_neon, axpy_f32_neon)
+DEFINE_AXPY_GROUP(axpy_group_f16_neon, axpy_f16_neon)
+DEFINE_AXPY_GROUP(axpy_group_bf16_neon, axpy_bf16_neon)
+
 /* ====================================================================== table */
 
 const adamas_kernels adamas_kernels_neon = {
@@ -531,8 +555,10 @@ const adamas_kernels adamas_kernels_neon = {
     .scan = {scan_l1_neon, scan_xorw_neon},
     .scan_group = {scan_group_l1_neon, scan_group_xorw_neon},
     .dot = {dot_f32_neon, dot_f16_neon, dot_bf16_neon},
+    .dot_group = {dot_group_f32_neon, dot_group_f16_neon, dot_group_bf16_neon},
     .emit = adamas_emit_scalar, /* no compress instruction: the branch-free loop it is */
     .axpy = {axpy_f32_neon, axpy_f16_neon, axpy_bf16_neon},
+    .axpy_group = {axpy_group_f32_neon, axpy_group_f16_neon, axpy_group_bf16_neon},
     .widen = {widen_f32_neon, widen_f16_neon, widen_bf16_neon},
     .exp_sum = exp_sum_neon,
     .page_score = page_score_neon,

@@ -8,7 +8,8 @@
  *   - hadamard, encode, hadamard_encode, scan (distances and histogram), dot and
  *     page_score are bit-identical to the scalar entries, and so is the grouped scan
  *     for every group size;
- *   - axpy and exp_sum are within 1e-6 relative;
+ *   - axpy and exp_sum are within 1e-6 relative, the grouped dot and axpy bit-identical
+ *     for every group size;
  * and through the public API, with the ISA forced, decode selects the same tokens as
  * the scalar kernels and its outputs are within 1e-6 relative.
  * Every test logs (cr_log_info, --verbose) which ISAs it could not run here, and one
@@ -659,6 +660,87 @@ Test(simd, axpy_is_within_1e_6_of_scalar_for_every_dtype)
                 free_skewed(y, 4);
                 free(ref);
             }
+    }
+}
+
+/* Head dimensions and, for axpy, lengths that leave a tail after the 16-float blocks. */
+static const size_t group_dims[] = {16, 32, 64, 128, 256, 1024};
+static const size_t axpy_tails[] = {0, 1, 7, 15};
+
+Test(simd, grouped_dot_is_bit_identical_to_scalar_for_every_group_size)
+{
+    rng_seed_from_env();
+    FOR_EACH_VARIANT(v, "dot_group")
+    {
+        for (int dtype = 0; dtype < 3; dtype++)
+            for (size_t di = 0; di < sizeof group_dims / sizeof group_dims[0]; di++) {
+                size_t d = group_dims[di], out_stride = 3;
+                float *q = alloc_skewed(MAX_GROUP * d, 4, 4), x[ADAMAS_MAX_HEAD_DIM];
+                float got[3 * MAX_GROUP], want[3 * MAX_GROUP];
+                for (size_t heads = 1; heads <= MAX_GROUP; heads++) {
+                    int trial = (int)heads % 4;
+                    fill_normal(q, heads * d, trial < 2 ? 1.0f : 100.0f);
+                    fill_normal(x, d, trial % 2 ? 1.0f : 1e-3f);
+                    if (trial == 3) /* signed zeros and exact cancellations */
+                        for (size_t i = 0; i < d; i++)
+                            q[i] = i % 3 ? q[i] : -0.0f, x[i] = i % 5 ? x[i] : -x[i ^ 1];
+                    size_t skew = (size_t)(dtype == ADAMAS_F32 ? 4 : 2) * (1 + heads % 3);
+                    void *row = make_row(x, d, (adamas_dtype)dtype, skew);
+                    for (size_t i = 0; i < 3 * MAX_GROUP; i++)
+                        got[i] = want[i] = 12345.0f; /* between the outputs: untouched */
+                    v->k.dot_group[dtype](q, heads, row, d, got, out_stride);
+                    adamas_kernels_scalar.dot_group[dtype](q, heads, row, d, want, out_stride);
+                    size_t i = first_bit_difference(got, want, 3 * MAX_GROUP);
+                    expect(i == 3 * MAX_GROUP, "%s dot_group %s d=%zu heads=%zu: out[%zu] = %a, scalar %a",
+                           v->name, dtype_names[dtype], d, heads, i, (double)got[i % (3 * MAX_GROUP)],
+                           (double)want[i % (3 * MAX_GROUP)]);
+                    for (size_t j = 0; j < heads; j++) /* and each is the single-head dot */
+                        expect(f32_bits(got[j * out_stride]) ==
+                                   f32_bits(v->k.dot[dtype](q + j * d, row, d)),
+                               "%s dot_group %s d=%zu heads=%zu: head %zu differs from dot",
+                               v->name, dtype_names[dtype], d, heads, j);
+                    free_skewed(row, skew);
+                }
+                free_skewed(q, 4);
+            }
+    }
+}
+
+/* The products are rounded, then added, as in the scalar loop: bit-identical, which is
+ * more than the 1e-6 axpy is held to. */
+Test(simd, grouped_axpy_is_bit_identical_to_scalar_for_every_group_size)
+{
+    rng_seed_from_env();
+    FOR_EACH_VARIANT(v, "axpy_group")
+    {
+        for (int dtype = 0; dtype < 3; dtype++)
+            for (size_t di = 0; di < sizeof group_dims / sizeof group_dims[0]; di++)
+                for (size_t ti = 0; ti < sizeof axpy_tails / sizeof axpy_tails[0]; ti++) {
+                    size_t d = group_dims[di] - axpy_tails[ti], y_stride = d + 5, a_stride = 2;
+                    float *y = alloc_skewed(MAX_GROUP * y_stride, 4, 4);
+                    float *ref = malloc(MAX_GROUP * y_stride * 4), x[ADAMAS_MAX_HEAD_DIM];
+                    float a[2 * MAX_GROUP];
+                    for (size_t heads = 1; heads <= MAX_GROUP; heads++) {
+                        fill_normal(y, MAX_GROUP * y_stride, 1.0f);
+                        memcpy(ref, y, MAX_GROUP * y_stride * 4);
+                        fill_normal(x, d, 1.0f);
+                        fill_normal(a, 2 * MAX_GROUP, 1.0f);
+                        size_t skew = (size_t)(dtype == ADAMAS_F32 ? 4 : 2) * (1 + heads % 3);
+                        void *row = make_row(x, d, (adamas_dtype)dtype, skew);
+                        v->k.axpy_group[dtype](y, y_stride, a, a_stride, heads, row, d);
+                        adamas_kernels_scalar.axpy_group[dtype](ref, y_stride, a, a_stride, heads,
+                                                                row, d);
+                        size_t i = first_bit_difference(y, ref, MAX_GROUP * y_stride);
+                        expect(i == MAX_GROUP * y_stride,
+                               "%s axpy_group %s d=%zu heads=%zu: y[%zu][%zu] = %a, scalar %a",
+                               v->name, dtype_names[dtype], d, heads, i / y_stride, i % y_stride,
+                               (double)y[i % (MAX_GROUP * y_stride)],
+                               (double)ref[i % (MAX_GROUP * y_stride)]);
+                        free_skewed(row, skew);
+                    }
+                    free_skewed(y, 4);
+                    free(ref);
+                }
     }
 }
 
