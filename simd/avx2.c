@@ -330,15 +330,21 @@ static inline void scan_batch(const __m256i *qv, const uint64_t *codes, size_t w
     }
 }
 
-static inline void scan_words(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
-                              uint16_t *dist, uint32_t *hist, int xorw)
+/* qv: the query, aligned with the registers of one key. */
+static inline void load_query(const uint64_t *q, size_t words, __m256i qv[8])
 {
-    __m256i qv[8]; /* the query, aligned with the registers of one key */
     if (words == 2)
         qv[0] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)q));
     else
         for (size_t r = 0; r < words / 4; r++)
             qv[r] = _mm256_loadu_si256((const __m256i *)(q + 4 * r));
+}
+
+static inline void scan_words(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
+                              uint16_t *dist, uint32_t *hist, int xorw)
+{
+    __m256i qv[8];
+    load_query(q, words, qv);
 
     /* Ask for the codes SCAN_PREFETCH_BYTES ahead: the hardware prefetcher alone
      * leaves the scan waiting on memory much of the time. */
@@ -384,23 +390,87 @@ static void scan_xorw_avx2(const uint64_t *q, const uint64_t *codes, size_t word
     scan(q, codes, words, n, dist, hist, 1);
 }
 
-/* The heads of a GQA group, one scan each for now. */
+/* Heads per pass of the grouped scan: their queries stay in registers. */
+#define GROUP_PASS_HEADS 4
+
+/* hist + h*hist_stride += 1 at each of the m distances dist[0..m) + h*dist_stride.
+ * Heads interleaved: equal distances of one head rarely follow each other. */
+static inline void count_batch(const uint16_t *dist, size_t dist_stride, size_t heads, size_t m,
+                               uint32_t *hist, size_t hist_stride)
+{
+    for (size_t i = 0; i < m; i++)
+        for (size_t h = 0; h < heads; h++)
+            hist[h * hist_stride + dist[h * dist_stride + i]]++;
+}
+
+/* The query heads of a GQA group, batch by batch: the 8 keys of a batch are scanned
+ * by every head while their codes are in L1, and the histogram of a batch is counted
+ * after the next batch is computed, so that its scalar stores run beside the vector
+ * work (as in the AVX-512 grouped scan; AVX2 has no per-lane popcount, so the lane
+ * counts are not shared between heads). */
+static inline void scan_group_words(const uint64_t *q, size_t q_stride, size_t heads,
+                                    const uint64_t *codes, size_t words, size_t n,
+                                    uint16_t *dist, size_t dist_stride, uint32_t *hist,
+                                    size_t hist_stride, int xorw)
+{
+    const size_t batch_bytes = 8 * words * sizeof(uint64_t);
+    for (size_t h0 = 0; h0 < heads; h0 += GROUP_PASS_HEADS) {
+        const size_t pass = heads - h0 < GROUP_PASS_HEADS ? heads - h0 : GROUP_PASS_HEADS;
+        __m256i qv[GROUP_PASS_HEADS][8];
+        for (size_t h = 0; h < pass; h++)
+            load_query(q + (h0 + h) * q_stride, words, qv[h]);
+        uint16_t *d0 = dist + h0 * dist_stride;
+        uint32_t *hist0 = hist ? hist + h0 * hist_stride : NULL;
+        size_t j = 0;
+        for (; j + 8 <= n; j += 8) {
+            const char *ahead = (const char *)(codes + j * words) + SCAN_PREFETCH_BYTES;
+            for (size_t off = 0; off < batch_bytes; off += 64)
+                _mm_prefetch(ahead + off, _MM_HINT_T0);
+            for (size_t h = 0; h < pass; h++)
+                scan_batch(qv[h], codes + j * words, words, 8, 0, xorw, d0 + h * dist_stride + j);
+            if (hist0 && j > 0)
+                count_batch(d0 + j - 8, dist_stride, pass, 8, hist0, hist_stride);
+        }
+        if (hist0 && j > 0)
+            count_batch(d0 + j - 8, dist_stride, pass, 8, hist0, hist_stride);
+        if (j < n) {
+            for (size_t h = 0; h < pass; h++)
+                scan_batch(qv[h], codes + j * words, words, n - j, 1, xorw,
+                           d0 + h * dist_stride + j);
+            if (hist0)
+                count_batch(d0 + j, dist_stride, pass, n - j, hist0, hist_stride);
+        }
+    }
+}
+
+static inline void scan_group(const uint64_t *q, size_t q_stride, size_t heads,
+                              const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
+                              size_t dist_stride, uint32_t *hist, size_t hist_stride, int xorw)
+{
+    switch (words) {
+    case 2: scan_group_words(q, q_stride, heads, codes, 2, n, dist, dist_stride, hist, hist_stride, xorw); break;
+    case 4: scan_group_words(q, q_stride, heads, codes, 4, n, dist, dist_stride, hist, hist_stride, xorw); break;
+    case 8: scan_group_words(q, q_stride, heads, codes, 8, n, dist, dist_stride, hist, hist_stride, xorw); break;
+    case 16: scan_group_words(q, q_stride, heads, codes, 16, n, dist, dist_stride, hist, hist_stride, xorw); break;
+    case 32: scan_group_words(q, q_stride, heads, codes, 32, n, dist, dist_stride, hist, hist_stride, xorw); break;
+    default:
+        (xorw ? adamas_scan_group_xorw_scalar : adamas_scan_group_l1_scalar)(
+            q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride);
+    }
+}
+
 static void scan_group_l1_avx2(const uint64_t *q, size_t q_stride, size_t heads,
                                const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
                                size_t dist_stride, uint32_t *hist, size_t hist_stride)
 {
-    for (size_t h = 0; h < heads; h++)
-        scan_l1_avx2(q + h * q_stride, codes, words, n, dist + h * dist_stride,
-                     hist ? hist + h * hist_stride : NULL);
+    scan_group(q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride, 0);
 }
 
 static void scan_group_xorw_avx2(const uint64_t *q, size_t q_stride, size_t heads,
                                  const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
                                  size_t dist_stride, uint32_t *hist, size_t hist_stride)
 {
-    for (size_t h = 0; h < heads; h++)
-        scan_xorw_avx2(q + h * q_stride, codes, words, n, dist + h * dist_stride,
-                       hist ? hist + h * hist_stride : NULL);
+    scan_group(q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride, 1);
 }
 
 /* ====================================================== attention arithmetic */
