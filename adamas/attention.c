@@ -10,6 +10,12 @@
 #include "decode.h"
 
 
+/* Rows per call of the grouped kernels, whose sums stay in registers over a batch.
+ * Measured (32/8 heads, f16, 1 thread): 4 rows 58% of the bandwidth, 8 or 16 rows
+ * 47%, although they compute faster from L1: each 16 elements of the sums then wait
+ * on more rows still arriving. */
+#define ROW_BATCH 4
+
 /* Token of position i of a chunk. */
 static inline uint32_t token_at(const uint32_t *set, uint32_t first, uint32_t i)
 {
@@ -47,17 +53,20 @@ void adamas_attend_chunk(const adamas_cache *c, const adamas_kernels *kern, uint
 {
     const size_t d = c->cfg.head_dim, row_bytes = d * c->elem_size;
     const float scale = (float)(1.0 / sqrt((double)d));
-    /* The grouped kernels convert each stored row once, in registers, for all heads. */
+    /* The grouped kernels convert each stored row once, in registers, for all heads,
+     * and take the rows a batch at a time. */
     const adamas_dot_group_fn dot = kern->dot_group[c->cfg.kv_dtype];
     const adamas_axpy_group_fn axpy = kern->axpy_group[c->cfg.kv_dtype];
+    const void *rows[ROW_BATCH];
 
     /* logits: every key row read once for all heads */
-    for (uint32_t i = 0; i < count; i++) {
-        if (i + PREFETCH_ROWS < count)
-            adamas_prefetch(adamas_cache_key_row(c, kv_head, token_at(set, first, i + PREFETCH_ROWS)),
-                         row_bytes);
-        dot(q, heads, adamas_cache_key_row(c, kv_head, token_at(set, first, i)), d, logits + i,
-            count);
+    for (uint32_t i = 0; i < count; i += ROW_BATCH) {
+        const uint32_t n = count - i < ROW_BATCH ? count - i : ROW_BATCH;
+        for (uint32_t r = i + PREFETCH_ROWS; r < i + n + PREFETCH_ROWS && r < count; r++)
+            adamas_prefetch(adamas_cache_key_row(c, kv_head, token_at(set, first, r)), row_bytes);
+        for (uint32_t r = 0; r < n; r++)
+            rows[r] = adamas_cache_key_row(c, kv_head, token_at(set, first, i + r));
+        dot(q, heads, rows, n, d, logits + i, count);
     }
     for (uint32_t j = 0; j < heads; j++) {
         float *l = logits + (size_t)j * count, *p = partial + j * stride;
@@ -67,13 +76,14 @@ void adamas_attend_chunk(const adamas_cache *c, const adamas_kernels *kern, uint
         memset(p + 2, 0, d * sizeof *p);
     }
     /* weighted values: every value row read once for all heads */
-    for (uint32_t i = 0; i < count; i++) {
-        if (i + PREFETCH_ROWS < count)
-            adamas_prefetch(
-                adamas_cache_value_row(c, kv_head, token_at(set, first, i + PREFETCH_ROWS)),
-                row_bytes);
-        axpy(partial + 2, stride, logits + i, count, heads,
-             adamas_cache_value_row(c, kv_head, token_at(set, first, i)), d);
+    for (uint32_t i = 0; i < count; i += ROW_BATCH) {
+        const uint32_t n = count - i < ROW_BATCH ? count - i : ROW_BATCH;
+        for (uint32_t r = i + PREFETCH_ROWS; r < i + n + PREFETCH_ROWS && r < count; r++)
+            adamas_prefetch(adamas_cache_value_row(c, kv_head, token_at(set, first, r)),
+                            row_bytes);
+        for (uint32_t r = 0; r < n; r++)
+            rows[r] = adamas_cache_value_row(c, kv_head, token_at(set, first, i + r));
+        axpy(partial + 2, stride, logits + i, count, heads, rows, n, d);
     }
 }
 

@@ -49,16 +49,19 @@ typedef void (*adamas_emit_fn)(const uint16_t *dist, uint32_t n, uint32_t t, uin
 /* q[d] . row[d], row of one storage dtype, in the fixed summation order. */
 typedef float (*adamas_dot_fn)(const float *q, const void *row, size_t d);
 
-/* out[j*out_stride] = dot(q + j*d, row, d) for j < heads: q[heads][d] against one row. */
-typedef void (*adamas_dot_group_fn)(const float *q, size_t heads, const void *row, size_t d,
-                                    float *out, size_t out_stride);
+/* out[j*out_stride + r] = dot(q + j*d, rows[r], d) for j < heads, r < n: q[heads][d]
+ * against n rows. */
+typedef void (*adamas_dot_group_fn)(const float *q, size_t heads, const void *const *rows,
+                                    size_t n, size_t d, float *out, size_t out_stride);
 
 /* y[d] += a * row[d], row of one storage dtype. */
 typedef void (*adamas_axpy_fn)(float *y, float a, const void *row, size_t d);
 
-/* axpy(y + j*y_stride, a[j*a_stride], row, d) for j < heads: one row into several sums. */
+/* axpy(y + j*y_stride, a[j*a_stride + r], rows[r], d) for r < n in order, j < heads:
+ * n rows into the sums of several heads. */
 typedef void (*adamas_axpy_group_fn)(float *y, size_t y_stride, const float *a, size_t a_stride,
-                                     size_t heads, const void *row, size_t d);
+                                     size_t heads, const void *const *rows, size_t n,
+                                     size_t d);
 
 /* dst[d] = row[d] widened to f32 (exact), row of one storage dtype. */
 typedef void (*adamas_widen_fn)(float *dst, const void *row, size_t d);
@@ -112,21 +115,21 @@ void adamas_scan_xorw_scalar(const uint64_t *q, const uint64_t *codes, size_t wo
 float adamas_dot_f32_scalar(const float *q, const void *row, size_t d);
 float adamas_dot_f16_scalar(const float *q, const void *row, size_t d);
 float adamas_dot_bf16_scalar(const float *q, const void *row, size_t d);
-void adamas_dot_group_f32_scalar(const float *q, size_t heads, const void *row, size_t d,
-                                 float *out, size_t out_stride);
-void adamas_dot_group_f16_scalar(const float *q, size_t heads, const void *row, size_t d,
-                                 float *out, size_t out_stride);
-void adamas_dot_group_bf16_scalar(const float *q, size_t heads, const void *row, size_t d,
-                                  float *out, size_t out_stride);
+void adamas_dot_group_f32_scalar(const float *q, size_t heads, const void *const *rows,
+                                 size_t n, size_t d, float *out, size_t out_stride);
+void adamas_dot_group_f16_scalar(const float *q, size_t heads, const void *const *rows,
+                                 size_t n, size_t d, float *out, size_t out_stride);
+void adamas_dot_group_bf16_scalar(const float *q, size_t heads, const void *const *rows,
+                                  size_t n, size_t d, float *out, size_t out_stride);
 void adamas_axpy_f32_scalar(float *y, float a, const void *row, size_t d);
 void adamas_axpy_f16_scalar(float *y, float a, const void *row, size_t d);
 void adamas_axpy_bf16_scalar(float *y, float a, const void *row, size_t d);
 void adamas_axpy_group_f32_scalar(float *y, size_t y_stride, const float *a, size_t a_stride,
-                                  size_t heads, const void *row, size_t d);
+                                  size_t heads, const void *const *rows, size_t n, size_t d);
 void adamas_axpy_group_f16_scalar(float *y, size_t y_stride, const float *a, size_t a_stride,
-                                  size_t heads, const void *row, size_t d);
+                                  size_t heads, const void *const *rows, size_t n, size_t d);
 void adamas_axpy_group_bf16_scalar(float *y, size_t y_stride, const float *a, size_t a_stride,
-                                   size_t heads, const void *row, size_t d);
+                                   size_t heads, const void *const *rows, size_t n, size_t d);
 void adamas_widen_f32_scalar(float *dst, const void *row, size_t d);
 void adamas_widen_f16_scalar(float *dst, const void *row, size_t d);
 void adamas_widen_bf16_scalar(float *dst, const void *row, size_t d);

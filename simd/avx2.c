@@ -586,102 +586,117 @@ static void axpy_bf16_avx2(float *y, float a, const void *row, size_t d)
 
 /* ------------------------------------------------------------- GQA groups */
 
-/* dot of each head of a group with one row: 16 elements of the row converted once
- * (two registers) for four heads, each keeping its 16 lane sums as dot_rows does; the
- * heads past a multiple of four take the single-head loop (from L1). */
-static inline void dot_group_rows(const float *q, size_t heads, const void *row, size_t d,
-                                  float *out, size_t out_stride,
+/* dot of each head of a group with each row: 16 elements of a row converted once (two
+ * registers) for four heads, each keeping its 16 lane sums as dot_rows does; the heads
+ * past a multiple of four take the single-head loop (rows from L1). */
+static inline void dot_group_rows(const float *q, size_t heads, const void *const *rows,
+                                  size_t n, size_t d, float *out, size_t out_stride,
                                   __m256 (*load)(const void *, size_t))
 {
     size_t j = 0;
-    for (; j + 4 <= heads; j += 4) {
-        __m256 lo[4], hi[4];
-        for (size_t k = 0; k < 4; k++)
-            lo[k] = hi[k] = _mm256_setzero_ps();
-        for (size_t i = 0; i < d; i += 2 * LANES) {
-            __m256 r0 = load(row, i), r1 = load(row, i + LANES);
-            for (size_t k = 0; k < 4; k++) {
-                const float *qk = q + (j + k) * d + i;
-                lo[k] = _mm256_add_ps(lo[k], _mm256_mul_ps(_mm256_loadu_ps(qk), r0));
-                hi[k] = _mm256_add_ps(hi[k], _mm256_mul_ps(_mm256_loadu_ps(qk + LANES), r1));
+    for (; j + 4 <= heads; j += 4)
+        for (size_t r = 0; r < n; r++) {
+            __m256 lo[4], hi[4];
+            for (size_t k = 0; k < 4; k++)
+                lo[k] = hi[k] = _mm256_setzero_ps();
+            for (size_t i = 0; i < d; i += 2 * LANES) {
+                __m256 r0 = load(rows[r], i), r1 = load(rows[r], i + LANES);
+                for (size_t k = 0; k < 4; k++) {
+                    const float *qk = q + (j + k) * d + i;
+                    lo[k] = _mm256_add_ps(lo[k], _mm256_mul_ps(_mm256_loadu_ps(qk), r0));
+                    hi[k] = _mm256_add_ps(hi[k], _mm256_mul_ps(_mm256_loadu_ps(qk + LANES), r1));
+                }
             }
+            for (size_t k = 0; k < 4; k++)
+                out[(j + k) * out_stride + r] = fold_lanes(lo[k], hi[k]);
         }
-        for (size_t k = 0; k < 4; k++)
-            out[(j + k) * out_stride] = fold_lanes(lo[k], hi[k]);
-    }
     for (; j < heads; j++)
-        out[j * out_stride] = dot_rows(q + j * d, row, d, load);
+        for (size_t r = 0; r < n; r++)
+            out[j * out_stride + r] = dot_rows(q + j * d, rows[r], d, load);
 }
 
-static void dot_group_f32_avx2(const float *q, size_t heads, const void *row, size_t d,
-                               float *out, size_t out_stride)
+static void dot_group_f32_avx2(const float *q, size_t heads, const void *const *rows, size_t n,
+                               size_t d, float *out, size_t out_stride)
 {
-    dot_group_rows(q, heads, row, d, out, out_stride, load_f32);
+    dot_group_rows(q, heads, rows, n, d, out, out_stride, load_f32);
 }
 
-static void dot_group_f16_avx2(const float *q, size_t heads, const void *row, size_t d,
-                               float *out, size_t out_stride)
+static void dot_group_f16_avx2(const float *q, size_t heads, const void *const *rows, size_t n,
+                               size_t d, float *out, size_t out_stride)
 {
-    dot_group_rows(q, heads, row, d, out, out_stride, load_f16);
+    dot_group_rows(q, heads, rows, n, d, out, out_stride, load_f16);
 }
 
-static void dot_group_bf16_avx2(const float *q, size_t heads, const void *row, size_t d,
-                                float *out, size_t out_stride)
+static void dot_group_bf16_avx2(const float *q, size_t heads, const void *const *rows, size_t n,
+                                size_t d, float *out, size_t out_stride)
 {
-    dot_group_rows(q, heads, row, d, out, out_stride, load_bf16);
+    dot_group_rows(q, heads, rows, n, d, out, out_stride, load_bf16);
 }
 
-/* y_j += a_j*row for each head, as axpy_rows: 8 elements of the row converted once for
- * four heads.  Returns how many elements it did for every head (a multiple of 8); the
- * caller does the rest. */
+/* y_j += a_j[r]*rows[r] for each head, the rows in order, as axpy_rows: per 8 elements
+ * the sums of four heads stay in registers over all n rows, and 8 elements of a row
+ * are converted once for the four heads.  Returns how many elements it did for every
+ * head (a multiple of 8); the caller does the rest. */
 static inline size_t axpy_group_rows(float *y, size_t y_stride, const float *a, size_t a_stride,
-                                     size_t heads, const void *row, size_t d,
+                                     size_t heads, const void *const *rows, size_t n, size_t d,
                                      __m256 (*load)(const void *, size_t))
 {
     const size_t body = d / LANES * LANES;
     size_t j = 0;
-    for (; j + 4 <= heads; j += 4) {
-        __m256 va[4];
-        for (size_t k = 0; k < 4; k++)
-            va[k] = _mm256_set1_ps(a[(j + k) * a_stride]);
+    for (; j + 4 <= heads; j += 4)
         for (size_t i = 0; i < body; i += LANES) {
-            __m256 r = load(row, i);
-            for (size_t k = 0; k < 4; k++) {
-                float *yk = y + (j + k) * y_stride + i;
-                _mm256_storeu_ps(yk, _mm256_add_ps(_mm256_loadu_ps(yk), _mm256_mul_ps(va[k], r)));
+            __m256 sum[4];
+            for (size_t k = 0; k < 4; k++)
+                sum[k] = _mm256_loadu_ps(y + (j + k) * y_stride + i);
+            for (size_t r = 0; r < n; r++) {
+                __m256 x = load(rows[r], i);
+                for (size_t k = 0; k < 4; k++)
+                    sum[k] = _mm256_add_ps(
+                        sum[k], _mm256_mul_ps(_mm256_set1_ps(a[(j + k) * a_stride + r]), x));
             }
+            for (size_t k = 0; k < 4; k++)
+                _mm256_storeu_ps(y + (j + k) * y_stride + i, sum[k]);
         }
-    }
     for (; j < heads; j++)
-        axpy_rows(y + j * y_stride, a[j * a_stride], row, body, load);
+        for (size_t r = 0; r < n; r++)
+            axpy_rows(y + j * y_stride, a[j * a_stride + r], rows[r], body, load);
     return body;
 }
 
-static void axpy_group_f32_avx2(float *y, size_t y_stride, const float *a, size_t a_stride,
-                                size_t heads, const void *row, size_t d)
+/* The elements past the last multiple of 8 (not reached for head dimensions). */
+static inline void axpy_group_tail(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                   size_t heads, const void *const *rows, size_t n, size_t d,
+                                   size_t done, size_t elem_size,
+                                   void (*axpy)(float *, float, const void *, size_t))
 {
-    size_t i = axpy_group_rows(y, y_stride, a, a_stride, heads, row, d, load_f32);
-    if (i < d) /* not reached for head dimensions */
-        adamas_axpy_group_f32_scalar(y + i, y_stride, a, a_stride, heads, (const float *)row + i,
-                                     d - i);
+    for (size_t r = 0; r < n; r++)
+        for (size_t j = 0; j < heads; j++)
+            axpy(y + j * y_stride + done, a[j * a_stride + r],
+                 (const char *)rows[r] + done * elem_size, d - done);
+}
+
+static void axpy_group_f32_avx2(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                size_t heads, const void *const *rows, size_t n, size_t d)
+{
+    size_t i = axpy_group_rows(y, y_stride, a, a_stride, heads, rows, n, d, load_f32);
+    if (i < d)
+        axpy_group_tail(y, y_stride, a, a_stride, heads, rows, n, d, i, 4, adamas_axpy_f32_scalar);
 }
 
 static void axpy_group_f16_avx2(float *y, size_t y_stride, const float *a, size_t a_stride,
-                                size_t heads, const void *row, size_t d)
+                                size_t heads, const void *const *rows, size_t n, size_t d)
 {
-    size_t i = axpy_group_rows(y, y_stride, a, a_stride, heads, row, d, load_f16);
+    size_t i = axpy_group_rows(y, y_stride, a, a_stride, heads, rows, n, d, load_f16);
     if (i < d)
-        adamas_axpy_group_f16_scalar(y + i, y_stride, a, a_stride, heads,
-                                     (const uint16_t *)row + i, d - i);
+        axpy_group_tail(y, y_stride, a, a_stride, heads, rows, n, d, i, 2, adamas_axpy_f16_scalar);
 }
 
 static void axpy_group_bf16_avx2(float *y, size_t y_stride, const float *a, size_t a_stride,
-                                 size_t heads, const void *row, size_t d)
+                                 size_t heads, const void *const *rows, size_t n, size_t d)
 {
-    size_t i = axpy_group_rows(y, y_stride, a, a_stride, heads, row, d, load_bf16);
+    size_t i = axpy_group_rows(y, y_stride, a, a_stride, heads, rows, n, d, load_bf16);
     if (i < d)
-        adamas_axpy_group_bf16_scalar(y + i, y_stride, a, a_stride, heads,
-                                      (const uint16_t *)row + i, d - i);
+        axpy_group_tail(y, y_stride, a, a_stride, heads, rows, n, d, i, 2, adamas_axpy_bf16_scalar);
 }
 
 /* sum_i max(q_i*lo_i, q_i*hi_i); max_ps(a, b) is a > b ? a : b, as in the scalar loop. */

@@ -780,72 +780,165 @@ static inline __m128 fold_lanes4(__m512 a, __m512 b, __m512 c, __m512 d)
         _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), x));
 }
 
-/* dot of each head of a group with one row, the row converted once per 16 elements
- * and used by four heads from the register; the heads past a multiple of four take
- * the single-head loop (from L1). */
-#define DEFINE_DOT_GROUP(name, dot, load)                                                   \
-    static void name(const float *q, size_t heads, const void *row, size_t d, float *out,  \
-                     size_t out_stride)                                                    \
-    {                                                                                      \
-        size_t j = 0;                                                                      \
-        for (; j + 4 <= heads; j += 4) {                                                   \
-            const float *q0 = q + j * d;                                                   \
-            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                    \
-            for (size_t i = 0; i < d; i += LANES) {                                        \
-                __m512 r = load(row, i);                                                   \
-                a0 = _mm512_add_ps(a0, _mm512_mul_ps(_mm512_loadu_ps(q0 + i), r));         \
-                a1 = _mm512_add_ps(a1, _mm512_mul_ps(_mm512_loadu_ps(q0 + d + i), r));     \
-                a2 = _mm512_add_ps(a2, _mm512_mul_ps(_mm512_loadu_ps(q0 + 2 * d + i), r)); \
-                a3 = _mm512_add_ps(a3, _mm512_mul_ps(_mm512_loadu_ps(q0 + 3 * d + i), r)); \
-            }                                                                              \
-            float sums[4];                                                                 \
-            _mm_storeu_ps(sums, fold_lanes4(a0, a1, a2, a3));                              \
-            for (size_t k = 0; k < 4; k++)                                                 \
-                out[(j + k) * out_stride] = sums[k];                                       \
-        }                                                                                  \
-        for (; j < heads; j++)                                                             \
-            out[j * out_stride] = dot(q + j * d, row, d);                                  \
+/* The scalar fold of 16 sums acc[4*m + h] (rows m, heads h < 4) at once, as
+ * fold_lanes4 does for 4: each step adds the same pairs of lanes as fold_lanes.
+ * Returns head h's sums of rows 0..3 in 128-bit lane h. */
+static inline __m512 fold_lanes16(const __m512 acc[16])
+{
+    __m512 l8[8], l4[4], l2[2];
+    for (size_t p = 0; p < 8; p++) /* l += l+8: [a0+a2, a1+a3, b0+b2, b1+b3] */
+        l8[p] = _mm512_add_ps(_mm512_shuffle_f32x4(acc[2 * p], acc[2 * p + 1], 0x44),
+                              _mm512_shuffle_f32x4(acc[2 * p], acc[2 * p + 1], 0xEE));
+    for (size_t p = 0; p < 4; p++) /* l += l+4: 128-bit lane k holds acc[4p + k] */
+        l4[p] = _mm512_add_ps(_mm512_shuffle_f32x4(l8[2 * p], l8[2 * p + 1], 0x88),
+                              _mm512_shuffle_f32x4(l8[2 * p], l8[2 * p + 1], 0xDD));
+    for (size_t p = 0; p < 2; p++) /* l += l+2: lane k holds two sums of two accs */
+        l2[p] = _mm512_add_ps(_mm512_shuffle_ps(l4[2 * p], l4[2 * p + 1], 0x44),
+                              _mm512_shuffle_ps(l4[2 * p], l4[2 * p + 1], 0xEE));
+    /* l += l+1: lane k = [acc[k], acc[4 + k], acc[8 + k], acc[12 + k]] */
+    return _mm512_add_ps(_mm512_shuffle_ps(l2[0], l2[1], 0x88), _mm512_shuffle_ps(l2[0], l2[1], 0xDD));
+}
+
+/* dot of each of four heads with each of four rows: 16 elements of each row converted
+ * once and used by the four heads from a register, each query register by the four
+ * rows; 16 lane sums per (row, head) as dot keeps them, folded together. */
+ALWAYS_INLINE void dot_4x4(const float *q, const void *const *rows, size_t d, float *out,
+                           size_t out_stride, __m512 (*load)(const void *, size_t))
+{
+    __m512 acc[16];
+    for (size_t k = 0; k < 16; k++)
+        acc[k] = _mm512_setzero_ps();
+    for (size_t i = 0; i < d; i += LANES) {
+        __m512 x[4];
+        for (size_t m = 0; m < 4; m++)
+            x[m] = load(rows[m], i);
+        for (size_t h = 0; h < 4; h++) {
+            __m512 vq = _mm512_loadu_ps(q + h * d + i);
+            for (size_t m = 0; m < 4; m++)
+                acc[4 * m + h] = _mm512_add_ps(acc[4 * m + h], _mm512_mul_ps(vq, x[m]));
+        }
     }
+    __m512 sums = fold_lanes16(acc);
+    _mm_storeu_ps(out, _mm512_castps512_ps128(sums));
+    _mm_storeu_ps(out + out_stride, _mm512_extractf32x4_ps(sums, 1));
+    _mm_storeu_ps(out + 2 * out_stride, _mm512_extractf32x4_ps(sums, 2));
+    _mm_storeu_ps(out + 3 * out_stride, _mm512_extractf32x4_ps(sums, 3));
+}
 
-DEFINE_DOT_GROUP(dot_group_f32_avx512, dot_f32_avx512, load_f32)
-DEFINE_DOT_GROUP(dot_group_f16_avx512, dot_f16_avx512, load_f16)
-DEFINE_DOT_GROUP(dot_group_bf16_avx512, dot_bf16_avx512, load_bf16)
-
-/* y_j += a_j*row for each head, product rounded then added as in axpy: 16 elements of
- * the row converted once for four heads; a tail of d % 16 elements, and the heads past
- * a multiple of four, take the single-head entries. */
-#define DEFINE_AXPY_GROUP(name, axpy, load, elem)                                           \
-    static void name(float *y, size_t y_stride, const float *a, size_t a_stride,           \
-                     size_t heads, const void *row, size_t d)                              \
-    {                                                                                      \
-        const size_t body = d / LANES * LANES;                                             \
-        size_t j = 0;                                                                      \
-        for (; j + 4 <= heads; j += 4) {                                                   \
-            float *y0 = y + j * y_stride, *y1 = y0 + y_stride, *y2 = y1 + y_stride,         \
-                  *y3 = y2 + y_stride;                                                     \
-            const __m512 v0 = _mm512_set1_ps(a[j * a_stride]),                             \
-                         v1 = _mm512_set1_ps(a[(j + 1) * a_stride]),                       \
-                         v2 = _mm512_set1_ps(a[(j + 2) * a_stride]),                       \
-                         v3 = _mm512_set1_ps(a[(j + 3) * a_stride]);                       \
-            for (size_t i = 0; i < body; i += LANES) {                                     \
-                __m512 r = load(row, i);                                                   \
-                _mm512_storeu_ps(y0 + i, _mm512_add_ps(_mm512_loadu_ps(y0 + i), _mm512_mul_ps(v0, r))); \
-                _mm512_storeu_ps(y1 + i, _mm512_add_ps(_mm512_loadu_ps(y1 + i), _mm512_mul_ps(v1, r))); \
-                _mm512_storeu_ps(y2 + i, _mm512_add_ps(_mm512_loadu_ps(y2 + i), _mm512_mul_ps(v2, r))); \
-                _mm512_storeu_ps(y3 + i, _mm512_add_ps(_mm512_loadu_ps(y3 + i), _mm512_mul_ps(v3, r))); \
-            }                                                                              \
-            if (body < d)                                                                  \
-                for (size_t k = 0; k < 4; k++)                                             \
-                    axpy(y0 + k * y_stride + body, a[(j + k) * a_stride],                  \
-                         (const elem *)row + body, d - body);                              \
-        }                                                                                  \
-        for (; j < heads; j++)                                                             \
-            axpy(y + j * y_stride, a[j * a_stride], row, d);                               \
+/* dot of four heads with one row (the rows past a multiple of four). */
+ALWAYS_INLINE void dot_4x1(const float *q, const void *row, size_t d, float *out,
+                           size_t out_stride, __m512 (*load)(const void *, size_t))
+{
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t i = 0; i < d; i += LANES) {
+        __m512 x = load(row, i);
+        a0 = _mm512_add_ps(a0, _mm512_mul_ps(_mm512_loadu_ps(q + i), x));
+        a1 = _mm512_add_ps(a1, _mm512_mul_ps(_mm512_loadu_ps(q + d + i), x));
+        a2 = _mm512_add_ps(a2, _mm512_mul_ps(_mm512_loadu_ps(q + 2 * d + i), x));
+        a3 = _mm512_add_ps(a3, _mm512_mul_ps(_mm512_loadu_ps(q + 3 * d + i), x));
     }
+    float sums[4];
+    _mm_storeu_ps(sums, fold_lanes4(a0, a1, a2, a3));
+    for (size_t h = 0; h < 4; h++)
+        out[h * out_stride] = sums[h];
+}
 
-DEFINE_AXPY_GROUP(axpy_group_f32_avx512, axpy_f32_avx512, load_f32, float)
-DEFINE_AXPY_GROUP(axpy_group_f16_avx512, axpy_f16_avx512, load_f16, uint16_t)
-DEFINE_AXPY_GROUP(axpy_group_bf16_avx512, axpy_bf16_avx512, load_bf16, uint16_t)
+/* The heads past a multiple of four take the single-head dot (rows from L1). */
+ALWAYS_INLINE void dot_group_rows(const float *q, size_t heads, const void *const *rows, size_t n,
+                                  size_t d, float *out, size_t out_stride,
+                                  __m512 (*load)(const void *, size_t),
+                                  float (*dot)(const float *, const void *, size_t))
+{
+    size_t j = 0;
+    for (; j + 4 <= heads; j += 4) {
+        size_t r = 0;
+        for (; r + 4 <= n; r += 4)
+            dot_4x4(q + j * d, rows + r, d, out + j * out_stride + r, out_stride, load);
+        for (; r < n; r++)
+            dot_4x1(q + j * d, rows[r], d, out + j * out_stride + r, out_stride, load);
+    }
+    for (; j < heads; j++)
+        for (size_t r = 0; r < n; r++)
+            out[j * out_stride + r] = dot(q + j * d, rows[r], d);
+}
+
+static void dot_group_f32_avx512(const float *q, size_t heads, const void *const *rows, size_t n,
+                                 size_t d, float *out, size_t out_stride)
+{
+    dot_group_rows(q, heads, rows, n, d, out, out_stride, load_f32, dot_f32_avx512);
+}
+
+static void dot_group_f16_avx512(const float *q, size_t heads, const void *const *rows, size_t n,
+                                 size_t d, float *out, size_t out_stride)
+{
+    dot_group_rows(q, heads, rows, n, d, out, out_stride, load_f16, dot_f16_avx512);
+}
+
+static void dot_group_bf16_avx512(const float *q, size_t heads, const void *const *rows,
+                                  size_t n, size_t d, float *out, size_t out_stride)
+{
+    dot_group_rows(q, heads, rows, n, d, out, out_stride, load_bf16, dot_bf16_avx512);
+}
+
+/* y_j += a_j[r]*rows[r] for four heads, the rows in order, product rounded then added as
+ * in axpy: per 16 elements the four sums stay in registers over all n rows (one load
+ * and one store per head instead of one per row), and each 16 elements of a row are
+ * converted once for the four heads.  A tail of d % 16 elements, and the heads past a
+ * multiple of four, take the single-head axpy. */
+ALWAYS_INLINE void axpy_group_rows(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                   size_t heads, const void *const *rows, size_t n, size_t d,
+                                   size_t elem_size, __m512 (*load)(const void *, size_t),
+                                   void (*axpy)(float *, float, const void *, size_t))
+{
+    const size_t body = d / LANES * LANES;
+    size_t j = 0;
+    for (; j + 4 <= heads; j += 4) {
+        float *y0 = y + j * y_stride;
+        const float *a0 = a + j * a_stride;
+        for (size_t i = 0; i < body; i += LANES) {
+            __m512 s0 = _mm512_loadu_ps(y0 + i), s1 = _mm512_loadu_ps(y0 + y_stride + i);
+            __m512 s2 = _mm512_loadu_ps(y0 + 2 * y_stride + i);
+            __m512 s3 = _mm512_loadu_ps(y0 + 3 * y_stride + i);
+            for (size_t r = 0; r < n; r++) {
+                __m512 x = load(rows[r], i);
+                s0 = _mm512_add_ps(s0, _mm512_mul_ps(_mm512_set1_ps(a0[r]), x));
+                s1 = _mm512_add_ps(s1, _mm512_mul_ps(_mm512_set1_ps(a0[a_stride + r]), x));
+                s2 = _mm512_add_ps(s2, _mm512_mul_ps(_mm512_set1_ps(a0[2 * a_stride + r]), x));
+                s3 = _mm512_add_ps(s3, _mm512_mul_ps(_mm512_set1_ps(a0[3 * a_stride + r]), x));
+            }
+            _mm512_storeu_ps(y0 + i, s0);
+            _mm512_storeu_ps(y0 + y_stride + i, s1);
+            _mm512_storeu_ps(y0 + 2 * y_stride + i, s2);
+            _mm512_storeu_ps(y0 + 3 * y_stride + i, s3);
+        }
+        if (body < d)
+            for (size_t r = 0; r < n; r++)
+                for (size_t h = 0; h < 4; h++)
+                    axpy(y0 + h * y_stride + body, a0[h * a_stride + r],
+                         (const char *)rows[r] + body * elem_size, d - body);
+    }
+    for (; j < heads; j++)
+        for (size_t r = 0; r < n; r++)
+            axpy(y + j * y_stride, a[j * a_stride + r], rows[r], d);
+}
+
+static void axpy_group_f32_avx512(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                  size_t heads, const void *const *rows, size_t n, size_t d)
+{
+    axpy_group_rows(y, y_stride, a, a_stride, heads, rows, n, d, 4, load_f32, axpy_f32_avx512);
+}
+
+static void axpy_group_f16_avx512(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                  size_t heads, const void *const *rows, size_t n, size_t d)
+{
+    axpy_group_rows(y, y_stride, a, a_stride, heads, rows, n, d, 2, load_f16, axpy_f16_avx512);
+}
+
+static void axpy_group_bf16_avx512(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                   size_t heads, const void *const *rows, size_t n, size_t d)
+{
+    axpy_group_rows(y, y_stride, a, a_stride, heads, rows, n, d, 2, load_bf16, axpy_bf16_avx512);
+}
 
 /* sum_i max(q_i*lo_i, q_i*hi_i) in the fixed order; max_ps(a, b) is a > b ? a : b,
  * the scalar expression, signed zeros included. */

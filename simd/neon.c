@@ -522,11 +522,12 @@ static void scan_group_xorw_neon(const uint64_t *q, size_t q_stride, size_t head
 }
 
 #define DEFINE_DOT_GROUP(name, dot)                                                      \
-    static void name(const float *q, size_t heads, const void *row, size_t d, float *out, \
-                     size_t out_stride)                                                  \
+    static void name(const float *q, size_t heads, const void *const *rows, size_t n,    \
+                     size_t d, float *out, size_t out_stride)                            \
     {                                                                                    \
-        for (size_t j = 0; j < heads; j++)                                               \
-            out[j * out_stride] = dot(q + j * d, row, d);                                \
+        for (size_t r = 0; r < n; r++)                                                   \
+            for (size_t j = 0; j < heads; j++)                                           \
+                out[j * out_stride + r] = dot(q + j * d, rows[r], d);                    \
     }
 
 DEFINE_DOT_GROUP(dot_group_f32_neon, dot_f32_neon)
@@ -535,10 +536,11 @@ DEFINE_DOT_GROUP(dot_group_bf16_neon, dot_bf16_neon)
 
 #define DEFINE_AXPY_GROUP(name, axpy)                                                    \
     static void name(float *y, size_t y_stride, const float *a, size_t a_stride,         \
-                     size_t heads, const void *row, size_t d)                            \
+                     size_t heads, const void *const *rows, size_t n, size_t d)          \
     {                                                                                    \
-        for (size_t j = 0; j < heads; j++)                                               \
-            axpy(y + j * y_stride, a[j * a_stride], row, d);                             \
+        for (size_t r = 0; r < n; r++)                                                   \
+            for (size_t j = 0; j < heads; j++)                                           \
+                axpy(y + j * y_stride, a[j * a_stride + r], rows[r], d);                 \
     }
 
 DEFINE_AXPY_GROUP(axpy_group_f32_neon, axpy_f32_neon)

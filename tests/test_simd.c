@@ -667,6 +667,9 @@ Test(simd, axpy_is_within_1e_6_of_scalar_for_every_dtype)
 static const size_t group_dims[] = {16, 32, 64, 128, 256, 1024};
 static const size_t axpy_tails[] = {0, 1, 7, 15};
 
+/* Row counts of the grouped kernels: below, at and past the rows of one block. */
+#define MAX_ROWS 9
+
 Test(simd, grouped_dot_is_bit_identical_to_scalar_for_every_group_size)
 {
     rng_seed_from_env();
@@ -674,40 +677,47 @@ Test(simd, grouped_dot_is_bit_identical_to_scalar_for_every_group_size)
     {
         for (int dtype = 0; dtype < 3; dtype++)
             for (size_t di = 0; di < sizeof group_dims / sizeof group_dims[0]; di++) {
-                size_t d = group_dims[di], out_stride = 3;
-                float *q = alloc_skewed(MAX_GROUP * d, 4, 4), x[ADAMAS_MAX_HEAD_DIM];
-                float got[3 * MAX_GROUP], want[3 * MAX_GROUP];
+                size_t d = group_dims[di], out_stride = MAX_ROWS + 2, n_out = MAX_GROUP * out_stride;
+                float *q = alloc_skewed(MAX_GROUP * d, 4, 4), *x = malloc(MAX_ROWS * d * 4);
+                float *got = malloc(n_out * 4), *want = malloc(n_out * 4);
                 for (size_t heads = 1; heads <= MAX_GROUP; heads++) {
+                    size_t n = 1 + (heads * 5) % MAX_ROWS, skew = (size_t)(dtype == ADAMAS_F32 ? 4 : 2);
                     int trial = (int)heads % 4;
                     fill_normal(q, heads * d, trial < 2 ? 1.0f : 100.0f);
-                    fill_normal(x, d, trial % 2 ? 1.0f : 1e-3f);
+                    fill_normal(x, n * d, trial % 2 ? 1.0f : 1e-3f);
                     if (trial == 3) /* signed zeros and exact cancellations */
                         for (size_t i = 0; i < d; i++)
                             q[i] = i % 3 ? q[i] : -0.0f, x[i] = i % 5 ? x[i] : -x[i ^ 1];
-                    size_t skew = (size_t)(dtype == ADAMAS_F32 ? 4 : 2) * (1 + heads % 3);
-                    void *row = make_row(x, d, (adamas_dtype)dtype, skew);
-                    for (size_t i = 0; i < 3 * MAX_GROUP; i++)
+                    const void *rows[MAX_ROWS];
+                    for (size_t r = 0; r < n; r++)
+                        rows[r] = make_row(x + r * d, d, (adamas_dtype)dtype, skew * (1 + r % 3));
+                    for (size_t i = 0; i < n_out; i++)
                         got[i] = want[i] = 12345.0f; /* between the outputs: untouched */
-                    v->k.dot_group[dtype](q, heads, row, d, got, out_stride);
-                    adamas_kernels_scalar.dot_group[dtype](q, heads, row, d, want, out_stride);
-                    size_t i = first_bit_difference(got, want, 3 * MAX_GROUP);
-                    expect(i == 3 * MAX_GROUP, "%s dot_group %s d=%zu heads=%zu: out[%zu] = %a, scalar %a",
-                           v->name, dtype_names[dtype], d, heads, i, (double)got[i % (3 * MAX_GROUP)],
-                           (double)want[i % (3 * MAX_GROUP)]);
+                    v->k.dot_group[dtype](q, heads, rows, n, d, got, out_stride);
+                    adamas_kernels_scalar.dot_group[dtype](q, heads, rows, n, d, want, out_stride);
+                    size_t i = first_bit_difference(got, want, n_out);
+                    expect(i == n_out, "%s dot_group %s d=%zu heads=%zu rows=%zu: out[%zu][%zu] = %a, scalar %a",
+                           v->name, dtype_names[dtype], d, heads, n, i / out_stride, i % out_stride,
+                           (double)got[i % n_out], (double)want[i % n_out]);
                     for (size_t j = 0; j < heads; j++) /* and each is the single-head dot */
-                        expect(f32_bits(got[j * out_stride]) ==
-                                   f32_bits(v->k.dot[dtype](q + j * d, row, d)),
-                               "%s dot_group %s d=%zu heads=%zu: head %zu differs from dot",
-                               v->name, dtype_names[dtype], d, heads, j);
-                    free_skewed(row, skew);
+                        for (size_t r = 0; r < n; r++)
+                            expect(f32_bits(got[j * out_stride + r]) ==
+                                       f32_bits(v->k.dot[dtype](q + j * d, rows[r], d)),
+                                   "%s dot_group %s d=%zu heads=%zu: head %zu row %zu differs from dot",
+                                   v->name, dtype_names[dtype], d, heads, j, r);
+                    for (size_t r = 0; r < n; r++)
+                        free_skewed((void *)rows[r], skew * (1 + r % 3));
                 }
                 free_skewed(q, 4);
+                free(x);
+                free(got);
+                free(want);
             }
     }
 }
 
-/* The products are rounded, then added, as in the scalar loop: bit-identical, which is
- * more than the 1e-6 axpy is held to. */
+/* The products are rounded, then added, row after row, as in the scalar loop:
+ * bit-identical, which is more than the 1e-6 axpy is held to. */
 Test(simd, grouped_axpy_is_bit_identical_to_scalar_for_every_group_size)
 {
     rng_seed_from_env();
@@ -716,30 +726,33 @@ Test(simd, grouped_axpy_is_bit_identical_to_scalar_for_every_group_size)
         for (int dtype = 0; dtype < 3; dtype++)
             for (size_t di = 0; di < sizeof group_dims / sizeof group_dims[0]; di++)
                 for (size_t ti = 0; ti < sizeof axpy_tails / sizeof axpy_tails[0]; ti++) {
-                    size_t d = group_dims[di] - axpy_tails[ti], y_stride = d + 5, a_stride = 2;
-                    float *y = alloc_skewed(MAX_GROUP * y_stride, 4, 4);
-                    float *ref = malloc(MAX_GROUP * y_stride * 4), x[ADAMAS_MAX_HEAD_DIM];
-                    float a[2 * MAX_GROUP];
+                    size_t d = group_dims[di] - axpy_tails[ti], y_stride = d + 5;
+                    size_t a_stride = MAX_ROWS + 1, n_y = MAX_GROUP * y_stride;
+                    float *y = alloc_skewed(n_y, 4, 4), *ref = malloc(n_y * 4);
+                    float *x = malloc(MAX_ROWS * d * 4), a[MAX_GROUP * (MAX_ROWS + 1)];
                     for (size_t heads = 1; heads <= MAX_GROUP; heads++) {
-                        fill_normal(y, MAX_GROUP * y_stride, 1.0f);
-                        memcpy(ref, y, MAX_GROUP * y_stride * 4);
-                        fill_normal(x, d, 1.0f);
-                        fill_normal(a, 2 * MAX_GROUP, 1.0f);
-                        size_t skew = (size_t)(dtype == ADAMAS_F32 ? 4 : 2) * (1 + heads % 3);
-                        void *row = make_row(x, d, (adamas_dtype)dtype, skew);
-                        v->k.axpy_group[dtype](y, y_stride, a, a_stride, heads, row, d);
+                        size_t n = 1 + (heads * 5 + ti) % MAX_ROWS, skew = (size_t)(dtype == ADAMAS_F32 ? 4 : 2);
+                        fill_normal(y, n_y, 1.0f);
+                        memcpy(ref, y, n_y * 4);
+                        fill_normal(x, n * d, 1.0f);
+                        fill_normal(a, MAX_GROUP * a_stride, 1.0f);
+                        const void *rows[MAX_ROWS];
+                        for (size_t r = 0; r < n; r++)
+                            rows[r] = make_row(x + r * d, d, (adamas_dtype)dtype, skew * (1 + r % 3));
+                        v->k.axpy_group[dtype](y, y_stride, a, a_stride, heads, rows, n, d);
                         adamas_kernels_scalar.axpy_group[dtype](ref, y_stride, a, a_stride, heads,
-                                                                row, d);
-                        size_t i = first_bit_difference(y, ref, MAX_GROUP * y_stride);
-                        expect(i == MAX_GROUP * y_stride,
-                               "%s axpy_group %s d=%zu heads=%zu: y[%zu][%zu] = %a, scalar %a",
-                               v->name, dtype_names[dtype], d, heads, i / y_stride, i % y_stride,
-                               (double)y[i % (MAX_GROUP * y_stride)],
-                               (double)ref[i % (MAX_GROUP * y_stride)]);
-                        free_skewed(row, skew);
+                                                                rows, n, d);
+                        size_t i = first_bit_difference(y, ref, n_y);
+                        expect(i == n_y,
+                               "%s axpy_group %s d=%zu heads=%zu rows=%zu: y[%zu][%zu] = %a, scalar %a",
+                               v->name, dtype_names[dtype], d, heads, n, i / y_stride, i % y_stride,
+                               (double)y[i % n_y], (double)ref[i % n_y]);
+                        for (size_t r = 0; r < n; r++)
+                            free_skewed((void *)rows[r], skew * (1 + r % 3));
                     }
                     free_skewed(y, 4);
                     free(ref);
+                    free(x);
                 }
     }
 }
