@@ -23,7 +23,6 @@ const adamas_kernels adamas_kernels_scalar = {
     .axpy = {adamas_axpy_f32_scalar, adamas_axpy_f16_scalar, adamas_axpy_bf16_scalar},
     .axpy_group = {adamas_axpy_group_f32_scalar, adamas_axpy_group_f16_scalar,
                    adamas_axpy_group_bf16_scalar},
-    .widen = {adamas_widen_f32_scalar, adamas_widen_f16_scalar, adamas_widen_bf16_scalar},
     .exp_sum = adamas_exp_sum_scalar,
     .page_score = adamas_page_score_scalar,
 };

@@ -12,7 +12,6 @@
  *     lane l = l-th element of each 16-element block, each step `acc += a*b` with
  *     the product rounded first (no FMA), then the lanes folded pairwise
  *     acc[l] += acc[l+8], acc[l] += acc[l+4], acc[l] += acc[l+2], acc[l] += acc[l+1];
- *   - widen: exact;
  *   - axpy, exp_sum: within a few ulp of the scalar entries;
  *   - the grouped entries (scan_group, dot_group, axpy_group) compute for each head of
  *     a group what the single-head entry computes, under the same contract: they exist
@@ -63,9 +62,6 @@ typedef void (*adamas_axpy_group_fn)(float *y, size_t y_stride, const float *a, 
                                      size_t heads, const void *const *rows, size_t n,
                                      size_t d);
 
-/* dst[d] = row[d] widened to f32 (exact), row of one storage dtype. */
-typedef void (*adamas_widen_fn)(float *dst, const void *row, size_t d);
-
 typedef struct adamas_kernels {
     const char *name;
     /* In-place Hadamard transform of x[d] (DESIGN §2). */
@@ -81,7 +77,6 @@ typedef struct adamas_kernels {
     adamas_dot_group_fn dot_group[3];   /* indexed by adamas_dtype of the row */
     adamas_axpy_fn axpy[3];   /* indexed by adamas_dtype of the row */
     adamas_axpy_group_fn axpy_group[3]; /* indexed by adamas_dtype of the row */
-    adamas_widen_fn widen[3]; /* indexed by adamas_dtype of the row */
     /* s[i] = exp(s[i] - max) for i < n; returns the sum of the new s[i]. */
     float (*exp_sum)(float *s, size_t n, float max);
     /* Quest bound of a page: sum_i max(q_i*lo_i, q_i*hi_i), fixed summation order. */
@@ -130,9 +125,6 @@ void adamas_axpy_group_f16_scalar(float *y, size_t y_stride, const float *a, siz
                                   size_t heads, const void *const *rows, size_t n, size_t d);
 void adamas_axpy_group_bf16_scalar(float *y, size_t y_stride, const float *a, size_t a_stride,
                                    size_t heads, const void *const *rows, size_t n, size_t d);
-void adamas_widen_f32_scalar(float *dst, const void *row, size_t d);
-void adamas_widen_f16_scalar(float *dst, const void *row, size_t d);
-void adamas_widen_bf16_scalar(float *dst, const void *row, size_t d);
 float adamas_exp_sum_scalar(float *s, size_t n, float max);
 float adamas_page_score_scalar(const float *q, const float *lo, const float *hi, size_t d);
 

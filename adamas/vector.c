@@ -124,24 +124,6 @@ void adamas_axpy_group_bf16_scalar(float *y, size_t y_stride, const float *a, si
             axpy_rows(y + j * y_stride, a[j * a_stride + r], rows[r], d, ADAMAS_BF16);
 }
 
-void adamas_widen_f32_scalar(float *dst, const void *row, size_t d)
-{
-    for (size_t i = 0; i < d; i++)
-        dst[i] = row_elem(row, i, ADAMAS_F32);
-}
-
-void adamas_widen_f16_scalar(float *dst, const void *row, size_t d)
-{
-    for (size_t i = 0; i < d; i++)
-        dst[i] = row_elem(row, i, ADAMAS_F16);
-}
-
-void adamas_widen_bf16_scalar(float *dst, const void *row, size_t d)
-{
-    for (size_t i = 0; i < d; i++)
-        dst[i] = row_elem(row, i, ADAMAS_BF16);
-}
-
 float adamas_page_score_scalar(const float *q, const float *lo, const float *hi, size_t d)
 {
     float acc[ADAMAS_DOT_LANES] = {0};

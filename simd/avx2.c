@@ -528,29 +528,6 @@ static float dot_bf16_avx2(const float *q, const void *row, size_t d)
     return dot_rows(q, row, d, load_bf16);
 }
 
-/* dst = row widened to f32; d is a multiple of 8 for every head dimension. */
-static inline void widen_rows(float *dst, const void *row, size_t d,
-                              __m256 (*load)(const void *, size_t))
-{
-    for (size_t i = 0; i < d; i += LANES)
-        _mm256_storeu_ps(dst + i, load(row, i));
-}
-
-static void widen_f32_avx2(float *dst, const void *row, size_t d)
-{
-    widen_rows(dst, row, d, load_f32);
-}
-
-static void widen_f16_avx2(float *dst, const void *row, size_t d)
-{
-    widen_rows(dst, row, d, load_f16);
-}
-
-static void widen_bf16_avx2(float *dst, const void *row, size_t d)
-{
-    widen_rows(dst, row, d, load_bf16);
-}
-
 /* y += a*row, the product rounded then added: bit-identical to the scalar loop.
  * Returns how many elements it did (a multiple of 8); the caller does the rest. */
 static inline size_t axpy_rows(float *y, float a, const void *row, size_t d,
@@ -802,7 +779,6 @@ const adamas_kernels adamas_kernels_avx2 = {
     .emit = adamas_emit_scalar, /* no compress instruction: the branch-free loop it is */
     .axpy = {axpy_f32_avx2, axpy_f16_avx2, axpy_bf16_avx2},
     .axpy_group = {axpy_group_f32_avx2, axpy_group_f16_avx2, axpy_group_bf16_avx2},
-    .widen = {widen_f32_avx2, widen_f16_avx2, widen_bf16_avx2},
     .exp_sum = exp_sum_avx2,
     .page_score = page_score_avx2,
 };

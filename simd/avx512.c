@@ -720,18 +720,6 @@ DEFINE_DOT(dot_f32_avx512, load_f32)
 DEFINE_DOT(dot_f16_avx512, load_f16)
 DEFINE_DOT(dot_bf16_avx512, load_bf16)
 
-/* dst = row widened to f32; d is a multiple of 16. */
-#define DEFINE_WIDEN(name, load)                                                 \
-    static void name(float *dst, const void *row, size_t d)                      \
-    {                                                                            \
-        for (size_t i = 0; i < d; i += LANES)                                    \
-            _mm512_storeu_ps(dst + i, load(row, i));                             \
-    }
-
-DEFINE_WIDEN(widen_f32_avx512, load_f32)
-DEFINE_WIDEN(widen_f16_avx512, load_f16)
-DEFINE_WIDEN(widen_bf16_avx512, load_bf16)
-
 /* y += a*row, product rounded then added: bit-identical to the scalar loop. */
 static void axpy_f32_avx512(float *y, float a, const void *row, size_t d)
 {
@@ -1030,7 +1018,6 @@ const adamas_kernels adamas_kernels_avx512 = {
     .emit = emit_avx512,
     .axpy = {axpy_f32_avx512, axpy_f16_avx512, axpy_bf16_avx512},
     .axpy_group = {axpy_group_f32_avx512, axpy_group_f16_avx512, axpy_group_bf16_avx512},
-    .widen = {widen_f32_avx512, widen_f16_avx512, widen_bf16_avx512},
     .exp_sum = exp_sum_avx512,
     .page_score = page_score_avx512,
 };

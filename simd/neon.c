@@ -356,29 +356,6 @@ static float dot_bf16_neon(const float *q, const void *row, size_t d)
     return dot_rows(q, row, d, load_bf16);
 }
 
-/* dst = row widened to f32; d is a multiple of 4 for every head dimension. */
-static inline void widen_rows(float *dst, const void *row, size_t d,
-                              float32x4_t (*load)(const void *, size_t))
-{
-    for (size_t i = 0; i < d; i += LANES)
-        vst1q_f32(dst + i, load(row, i));
-}
-
-static void widen_f32_neon(float *dst, const void *row, size_t d)
-{
-    widen_rows(dst, row, d, load_f32);
-}
-
-static void widen_f16_neon(float *dst, const void *row, size_t d)
-{
-    widen_rows(dst, row, d, load_f16);
-}
-
-static void widen_bf16_neon(float *dst, const void *row, size_t d)
-{
-    widen_rows(dst, row, d, load_bf16);
-}
-
 /* y += a*row, the product rounded then added: bit-identical to the scalar loop.
  * Returns how many elements it did (a multiple of 4); the caller does the rest. */
 static inline size_t axpy_rows(float *y, float a, const void *row, size_t d,
@@ -561,7 +538,6 @@ const adamas_kernels adamas_kernels_neon = {
     .emit = adamas_emit_scalar, /* no compress instruction: the branch-free loop it is */
     .axpy = {axpy_f32_neon, axpy_f16_neon, axpy_bf16_neon},
     .axpy_group = {axpy_group_f32_neon, axpy_group_f16_neon, axpy_group_bf16_neon},
-    .widen = {widen_f32_neon, widen_f16_neon, widen_bf16_neon},
     .exp_sum = exp_sum_neon,
     .page_score = page_score_neon,
 };
