@@ -10,11 +10,13 @@
 #include "decode.h"
 
 
-/* Rows per call of the grouped kernels, whose sums stay in registers over a batch.
- * Measured (32/8 heads, f16, 1 thread): 4 rows 58% of the bandwidth, 8 or 16 rows
- * 47%, although they compute faster from L1: each 16 elements of the sums then wait
- * on more rows still arriving. */
-#define ROW_BATCH 4
+/* Rows per call of the grouped kernels, whose sums stay in registers over a batch:
+ * about BATCH_BYTES of rows.  Measured (32/8 heads, d = 128, 1 thread, 32K tokens):
+ * f16 rows 4 at a time 58% of the bandwidth, 8 or 16 at a time 47%, although they
+ * compute faster from L1 (each 16 elements of the sums then wait on more rows still
+ * arriving); f32 rows 2 at a time 70%, 4 at a time 65%. */
+#define BATCH_BYTES 1024
+#define MAX_BATCH_ROWS 8
 
 /* Token of position i of a chunk. */
 static inline uint32_t token_at(const uint32_t *set, uint32_t first, uint32_t i)
@@ -57,11 +59,13 @@ void adamas_attend_chunk(const adamas_cache *c, const adamas_kernels *kern, uint
      * and take the rows a batch at a time. */
     const adamas_dot_group_fn dot = kern->dot_group[c->cfg.kv_dtype];
     const adamas_axpy_group_fn axpy = kern->axpy_group[c->cfg.kv_dtype];
-    const void *rows[ROW_BATCH];
+    uint32_t batch = (uint32_t)(BATCH_BYTES / row_bytes);
+    batch = batch < 1 ? 1 : batch > MAX_BATCH_ROWS ? MAX_BATCH_ROWS : batch;
+    const void *rows[MAX_BATCH_ROWS];
 
     /* logits: every key row read once for all heads */
-    for (uint32_t i = 0; i < count; i += ROW_BATCH) {
-        const uint32_t n = count - i < ROW_BATCH ? count - i : ROW_BATCH;
+    for (uint32_t i = 0; i < count; i += batch) {
+        const uint32_t n = count - i < batch ? count - i : batch;
         for (uint32_t r = i + PREFETCH_ROWS; r < i + n + PREFETCH_ROWS && r < count; r++)
             adamas_prefetch(adamas_cache_key_row(c, kv_head, token_at(set, first, r)), row_bytes);
         for (uint32_t r = 0; r < n; r++)
@@ -76,8 +80,8 @@ void adamas_attend_chunk(const adamas_cache *c, const adamas_kernels *kern, uint
         memset(p + 2, 0, d * sizeof *p);
     }
     /* weighted values: every value row read once for all heads */
-    for (uint32_t i = 0; i < count; i += ROW_BATCH) {
-        const uint32_t n = count - i < ROW_BATCH ? count - i : ROW_BATCH;
+    for (uint32_t i = 0; i < count; i += batch) {
+        const uint32_t n = count - i < batch ? count - i : batch;
         for (uint32_t r = i + PREFETCH_ROWS; r < i + n + PREFETCH_ROWS && r < count; r++)
             adamas_prefetch(adamas_cache_value_row(c, kv_head, token_at(set, first, r)),
                             row_bytes);
