@@ -25,8 +25,8 @@ static inline uint32_t token_at(const uint32_t *set, uint32_t first, uint32_t i)
 }
 
 /* x[i] *= scale for i < n; returns the largest x[i].  Sixteen running maxima, so
- * that the loop vectorizes: the value is that of a single running maximum, but for
- * the sign of a zero maximum, which exp(x - max) does not see. */
+ * that the compares do not wait on one another: the value is that of a single running
+ * maximum, but for the sign of a zero maximum, which exp(x - max) does not see. */
 static float scale_and_max(float *x, uint32_t n, float scale)
 {
     float lane_max[16];
