@@ -110,27 +110,24 @@ static uint32_t thread_index(void)
 }
 
 /* Phase 2: code distances of the candidates in scan chunk `chunk` to every query head
- * of kv head g, with one histogram per head and chunk.  Blocks of keys are scanned by
- * all query heads in turn, so their codes come from memory once. */
+ * of kv head g, with one histogram per head and chunk.  The grouped scan reads each
+ * block of codes once for all the query heads of the kv head. */
 static void scan_chunk(const decode_step *s, adamas_workspace *ws, uint32_t g, uint32_t chunk)
 {
     const adamas_cache *c = s->cache;
-    const adamas_scan_fn scan = s->kern->scan[c->cfg.metric];
+    const adamas_scan_group_fn scan = s->kern->scan_group[c->cfg.metric];
     const uint32_t group = c->group, first = chunk * ADAMAS_SCAN_CHUNK;
     const uint32_t end = first + ADAMAS_SCAN_CHUNK < s->n_cand ? first + ADAMAS_SCAN_CHUNK
                                                               : s->n_cand;
+    const size_t h0 = (size_t)g * group, hist_stride = (size_t)ws->scan_chunks * ws->cap_bins;
+    uint32_t *hist = ws->hist + (h0 * ws->scan_chunks + chunk) * ws->cap_bins;
     for (uint32_t j = 0; j < group; j++)
-        memset(ws->hist + ((size_t)(g * group + j) * ws->scan_chunks + chunk) * ws->cap_bins, 0,
-               s->nbins * sizeof *ws->hist);
+        memset(hist + j * hist_stride, 0, s->nbins * sizeof *hist);
     for (uint32_t block = first; block < end; block += ADAMAS_SCAN_BLOCK) {
         uint32_t len = end - block < ADAMAS_SCAN_BLOCK ? end - block : ADAMAS_SCAN_BLOCK;
-        const uint64_t *codes = adamas_cache_codes(c, g, s->sink + block);
-        for (uint32_t j = 0; j < group; j++) {
-            size_t h = (size_t)g * group + j;
-            scan(ws->qcode + h * ws->cap_words, codes, c->code_words, len,
-                 ws->dist + h * ws->cap_tokens + block,
-                 ws->hist + (h * ws->scan_chunks + chunk) * ws->cap_bins);
-        }
+        scan(ws->qcode + h0 * ws->cap_words, ws->cap_words, group,
+             adamas_cache_codes(c, g, s->sink + block), c->code_words, len,
+             ws->dist + h0 * ws->cap_tokens + block, ws->cap_tokens, hist, hist_stride);
     }
 }
 

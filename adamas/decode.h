@@ -20,8 +20,8 @@
 #include "cache.h"
 #include "kernels.h"
 
-/* Tokens per scan item; keys per scan block, whose codes stay in L1 while every
- * query head of the kv head scans them. */
+/* Tokens per scan item; keys per call of the grouped scan, whose codes stay in L1
+ * while every query head of the kv head scans them (whatever the table's kernel). */
 #define ADAMAS_SCAN_CHUNK 4096u
 #define ADAMAS_SCAN_BLOCK 256u
 /* Tokens per attention item (partial softmax). */

@@ -63,6 +63,25 @@ void adamas_scan_xorw_scalar(const uint64_t *q, const uint64_t *codes, size_t wo
     scan_codes(q, codes, words, n, dist, hist, ADAMAS_METRIC_XORW);
 }
 
+/* The grouped scan is, by definition, one scan per head. */
+void adamas_scan_group_l1_scalar(const uint64_t *q, size_t q_stride, size_t heads,
+                                 const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
+                                 size_t dist_stride, uint32_t *hist, size_t hist_stride)
+{
+    for (size_t h = 0; h < heads; h++)
+        scan_codes(q + h * q_stride, codes, words, n, dist + h * dist_stride,
+                   hist ? hist + h * hist_stride : NULL, ADAMAS_METRIC_L1);
+}
+
+void adamas_scan_group_xorw_scalar(const uint64_t *q, size_t q_stride, size_t heads,
+                                   const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
+                                   size_t dist_stride, uint32_t *hist, size_t hist_stride)
+{
+    for (size_t h = 0; h < heads; h++)
+        scan_codes(q + h * q_stride, codes, words, n, dist + h * dist_stride,
+                   hist ? hist + h * hist_stride : NULL, ADAMAS_METRIC_XORW);
+}
+
 static int distance_args_ok(const char *fn, const uint64_t *a, const uint64_t *b, size_t d)
 {
     if (!a || !b) {

@@ -14,8 +14,11 @@
  *     acc[l] += acc[l+8], acc[l] += acc[l+4], acc[l] += acc[l+2], acc[l] += acc[l+1];
  *   - dot_q8_0: bit-identical too (the engines' products must not depend on the ISA),
  *     in the order q8_0.c specifies;
- *   - widen, widen_q8_0: exact;
- *   - axpy, exp_sum: within a few ulp of the scalar entries.
+ *   - widen_q8_0: exact;
+ *   - axpy, exp_sum: within a few ulp of the scalar entries;
+ *   - the grouped entries (scan_group, dot_group, axpy_group) compute for each head of
+ *     a group what the single-head entry computes, under the same contract: they exist
+ *     so that the heads of a GQA group read each key code or K/V row once.
  */
 #ifndef ADAMAS_KERNELS_H
 #define ADAMAS_KERNELS_H
@@ -34,6 +37,14 @@
 typedef void (*adamas_scan_fn)(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
                                uint16_t *dist, uint32_t *hist);
 
+/* The scan of `heads` query codes q + h*q_stride over the same keys: for h < heads,
+ * dist + h*dist_stride and (when hist is not NULL) hist + h*hist_stride receive what
+ * scan(q + h*q_stride, codes, words, n, ...) writes there. */
+typedef void (*adamas_scan_group_fn)(const uint64_t *q, size_t q_stride, size_t heads,
+                                     const uint64_t *codes, size_t words, size_t n,
+                                     uint16_t *dist, size_t dist_stride, uint32_t *hist,
+                                     size_t hist_stride);
+
 /* The positions of a selection, given its threshold t: every j < cutoff with
  * dist[j] < t and every j >= cutoff with dist[j] <= t, ascending, written as base + j
  * to idx.  Exactly k positions qualify (the caller chose t and cutoff so). */
@@ -43,11 +54,19 @@ typedef void (*adamas_emit_fn)(const uint16_t *dist, uint32_t n, uint32_t t, uin
 /* q[d] . row[d], row of one storage dtype, in the fixed summation order. */
 typedef float (*adamas_dot_fn)(const float *q, const void *row, size_t d);
 
+/* out[j*out_stride + r] = dot(q + j*d, rows[r], d) for j < heads, r < n: q[heads][d]
+ * against n rows. */
+typedef void (*adamas_dot_group_fn)(const float *q, size_t heads, const void *const *rows,
+                                    size_t n, size_t d, float *out, size_t out_stride);
+
 /* y[d] += a * row[d], row of one storage dtype. */
 typedef void (*adamas_axpy_fn)(float *y, float a, const void *row, size_t d);
 
-/* dst[d] = row[d] widened to f32 (exact), row of one storage dtype. */
-typedef void (*adamas_widen_fn)(float *dst, const void *row, size_t d);
+/* axpy(y + j*y_stride, a[j*a_stride + r], rows[r], d) for r < n in order, j < heads:
+ * n rows into the sums of several heads. */
+typedef void (*adamas_axpy_group_fn)(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                     size_t heads, const void *const *rows, size_t n,
+                                     size_t d);
 
 /* x[32 n_blocks] . the weights of n_blocks Q8_0 blocks, in q8_0.c's order. */
 typedef float (*adamas_dot_q8_0_fn)(const float *x, const void *blocks, size_t n_blocks);
@@ -64,10 +83,12 @@ typedef struct adamas_kernels {
     /* hadamard(x) then encode(x): x is left transformed. */
     void (*hadamard_encode)(float *x, size_t d, const float th[3], uint64_t *code);
     adamas_scan_fn scan[2];   /* indexed by adamas_metric */
+    adamas_scan_group_fn scan_group[2]; /* indexed by adamas_metric */
     adamas_emit_fn emit;      /* the positions a histogram select takes */
     adamas_dot_fn dot[3];     /* indexed by adamas_dtype of the row */
+    adamas_dot_group_fn dot_group[3];   /* indexed by adamas_dtype of the row */
     adamas_axpy_fn axpy[3];   /* indexed by adamas_dtype of the row */
-    adamas_widen_fn widen[3]; /* indexed by adamas_dtype of the row */
+    adamas_axpy_group_fn axpy_group[3]; /* indexed by adamas_dtype of the row */
     /* s[i] = exp(s[i] - max) for i < n; returns the sum of the new s[i]. */
     float (*exp_sum)(float *s, size_t n, float max);
     /* Quest bound of a page: sum_i max(q_i*lo_i, q_i*hi_i), fixed summation order. */
@@ -91,6 +112,12 @@ void adamas_encode_scalar(const float *xh, size_t d, const float th[3], uint64_t
 void adamas_hadamard_encode_scalar(float *x, size_t d, const float th[3], uint64_t *code);
 void adamas_scan_l1_scalar(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
                            uint16_t *dist, uint32_t *hist);
+void adamas_scan_group_l1_scalar(const uint64_t *q, size_t q_stride, size_t heads,
+                                 const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
+                                 size_t dist_stride, uint32_t *hist, size_t hist_stride);
+void adamas_scan_group_xorw_scalar(const uint64_t *q, size_t q_stride, size_t heads,
+                                   const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
+                                   size_t dist_stride, uint32_t *hist, size_t hist_stride);
 void adamas_emit_scalar(const uint16_t *dist, uint32_t n, uint32_t t, uint32_t cutoff,
                         uint32_t base, uint32_t k, uint32_t *idx);
 void adamas_scan_xorw_scalar(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
@@ -98,12 +125,21 @@ void adamas_scan_xorw_scalar(const uint64_t *q, const uint64_t *codes, size_t wo
 float adamas_dot_f32_scalar(const float *q, const void *row, size_t d);
 float adamas_dot_f16_scalar(const float *q, const void *row, size_t d);
 float adamas_dot_bf16_scalar(const float *q, const void *row, size_t d);
+void adamas_dot_group_f32_scalar(const float *q, size_t heads, const void *const *rows,
+                                 size_t n, size_t d, float *out, size_t out_stride);
+void adamas_dot_group_f16_scalar(const float *q, size_t heads, const void *const *rows,
+                                 size_t n, size_t d, float *out, size_t out_stride);
+void adamas_dot_group_bf16_scalar(const float *q, size_t heads, const void *const *rows,
+                                  size_t n, size_t d, float *out, size_t out_stride);
 void adamas_axpy_f32_scalar(float *y, float a, const void *row, size_t d);
 void adamas_axpy_f16_scalar(float *y, float a, const void *row, size_t d);
 void adamas_axpy_bf16_scalar(float *y, float a, const void *row, size_t d);
-void adamas_widen_f32_scalar(float *dst, const void *row, size_t d);
-void adamas_widen_f16_scalar(float *dst, const void *row, size_t d);
-void adamas_widen_bf16_scalar(float *dst, const void *row, size_t d);
+void adamas_axpy_group_f32_scalar(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                  size_t heads, const void *const *rows, size_t n, size_t d);
+void adamas_axpy_group_f16_scalar(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                  size_t heads, const void *const *rows, size_t n, size_t d);
+void adamas_axpy_group_bf16_scalar(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                   size_t heads, const void *const *rows, size_t n, size_t d);
 float adamas_exp_sum_scalar(float *s, size_t n, float max);
 float adamas_page_score_scalar(const float *q, const float *lo, const float *hi, size_t d);
 float adamas_dot_q8_0_scalar(const float *x, const void *blocks, size_t n_blocks);

@@ -74,22 +74,53 @@ void adamas_axpy_bf16_scalar(float *y, float a, const void *row, size_t d)
     axpy_rows(y, a, row, d, ADAMAS_BF16);
 }
 
-void adamas_widen_f32_scalar(float *dst, const void *row, size_t d)
+/* The grouped entries are, by definition, one call per row and head. */
+void adamas_dot_group_f32_scalar(const float *q, size_t heads, const void *const *rows,
+                                 size_t n, size_t d, float *out, size_t out_stride)
 {
-    for (size_t i = 0; i < d; i++)
-        dst[i] = row_elem(row, i, ADAMAS_F32);
+    for (size_t r = 0; r < n; r++)
+        for (size_t j = 0; j < heads; j++)
+            out[j * out_stride + r] = dot_rows(q + j * d, rows[r], d, ADAMAS_F32);
 }
 
-void adamas_widen_f16_scalar(float *dst, const void *row, size_t d)
+void adamas_dot_group_f16_scalar(const float *q, size_t heads, const void *const *rows,
+                                 size_t n, size_t d, float *out, size_t out_stride)
 {
-    for (size_t i = 0; i < d; i++)
-        dst[i] = row_elem(row, i, ADAMAS_F16);
+    for (size_t r = 0; r < n; r++)
+        for (size_t j = 0; j < heads; j++)
+            out[j * out_stride + r] = dot_rows(q + j * d, rows[r], d, ADAMAS_F16);
 }
 
-void adamas_widen_bf16_scalar(float *dst, const void *row, size_t d)
+void adamas_dot_group_bf16_scalar(const float *q, size_t heads, const void *const *rows,
+                                  size_t n, size_t d, float *out, size_t out_stride)
 {
-    for (size_t i = 0; i < d; i++)
-        dst[i] = row_elem(row, i, ADAMAS_BF16);
+    for (size_t r = 0; r < n; r++)
+        for (size_t j = 0; j < heads; j++)
+            out[j * out_stride + r] = dot_rows(q + j * d, rows[r], d, ADAMAS_BF16);
+}
+
+void adamas_axpy_group_f32_scalar(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                  size_t heads, const void *const *rows, size_t n, size_t d)
+{
+    for (size_t r = 0; r < n; r++)
+        for (size_t j = 0; j < heads; j++)
+            axpy_rows(y + j * y_stride, a[j * a_stride + r], rows[r], d, ADAMAS_F32);
+}
+
+void adamas_axpy_group_f16_scalar(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                  size_t heads, const void *const *rows, size_t n, size_t d)
+{
+    for (size_t r = 0; r < n; r++)
+        for (size_t j = 0; j < heads; j++)
+            axpy_rows(y + j * y_stride, a[j * a_stride + r], rows[r], d, ADAMAS_F16);
+}
+
+void adamas_axpy_group_bf16_scalar(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                   size_t heads, const void *const *rows, size_t n, size_t d)
+{
+    for (size_t r = 0; r < n; r++)
+        for (size_t j = 0; j < heads; j++)
+            axpy_rows(y + j * y_stride, a[j * a_stride + r], rows[r], d, ADAMAS_BF16);
 }
 
 float adamas_page_score_scalar(const float *q, const float *lo, const float *hi, size_t d)

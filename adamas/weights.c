@@ -1,6 +1,7 @@
 /* weights.c - products with a model's weight matrices (adamas_matvec), on the same
  * kernels as attention, so that an engine's results do not depend on the ISA. */
 #include <stdint.h>
+#include <string.h>
 
 #include "adamas.h"
 #include "decode.h"
@@ -48,6 +49,17 @@ static int check_weights(const char *fn, adamas_weights_type type, const void *w
     return adamas_kernels_get(kern);
 }
 
+/* Weight i of F32, F16 or BF16 rows, widened to f32 (exact). */
+static float weight_at(adamas_weights_type type, const unsigned char *w, size_t i)
+{
+    uint16_t h;
+    switch (type) {
+    case ADAMAS_WEIGHTS_F32: return ((const float *)(const void *)w)[i];
+    case ADAMAS_WEIGHTS_F16: memcpy(&h, w + 2 * i, 2); return adamas_half_to_float(h);
+    default: memcpy(&h, w + 2 * i, 2); return adamas_bfloat_to_float(h);
+    }
+}
+
 /* Row . x: the dot kernel over the largest multiple of 16 elements, then the rest
  * added one by one (rows of weights need not be a whole number of lanes). */
 static float dot_row(const adamas_kernels *k, adamas_weights_type type, const void *row,
@@ -57,12 +69,8 @@ static float dot_row(const adamas_kernels *k, adamas_weights_type type, const vo
         return k->dot_q8_0(x, row, cols / ADAMAS_Q8_0_BLOCK);
     const size_t main = cols - cols % ADAMAS_DOT_LANES;
     float sum = main ? k->dot[type](x, row, main) : 0.0f;
-    for (size_t i = main; i < cols; i++) {
-        float wi = type == ADAMAS_WEIGHTS_F32   ? ((const float *)row)[i]
-                   : type == ADAMAS_WEIGHTS_F16 ? adamas_half_to_float(((const uint16_t *)row)[i])
-                                                : adamas_bfloat_to_float(((const uint16_t *)row)[i]);
-        sum = sum + wi * x[i];
-    }
+    for (size_t i = main; i < cols; i++)
+        sum = sum + weight_at(type, row, i) * x[i];
     return sum;
 }
 
@@ -106,9 +114,10 @@ int adamas_weights_to_f32(adamas_weights_type type, const void *w, size_t rows, 
         k->widen_q8_0(out, base, rows * (cols / ADAMAS_Q8_0_BLOCK));
         return ADAMAS_OK;
     }
-    const size_t n = rows * cols, main = n - n % ADAMAS_DOT_LANES, elem = row_bytes / cols;
-    if (main) /* the SIMD widen kernels take whole blocks of 16 */
-        k->widen[type](out, base, main);
-    adamas_kernels_scalar.widen[type](out + main, base + main * elem, n - main);
+    /* F16 and BF16 rows are widened for a matrix product, which costs far more than
+     * this loop: no kernel of their own */
+    const size_t n = rows * cols;
+    for (size_t i = 0; i < n; i++)
+        out[i] = weight_at(type, base, i);
     return ADAMAS_OK;
 }

@@ -637,15 +637,16 @@ static int case_build(bench_case *bc, const options *o, const shape *sh, uint32_
 /* ------------------------------------------------------- rows outside decode */
 
 /* Phase 2 of a decode step alone, as decode.c runs it: per kv head and chunk of
- * ADAMAS_SCAN_CHUNK candidates, blocks of ADAMAS_SCAN_BLOCK codes scanned by every
- * query head of the kv head (distances and one histogram per head and chunk). */
+ * ADAMAS_SCAN_CHUNK candidates, blocks of ADAMAS_SCAN_BLOCK codes, each scanned by the
+ * grouped scan for every query head of the kv head (distances and one histogram per
+ * head and chunk). */
 static void scan_phase(bench_case *bc, int threads)
 {
     const adamas_cache *c = bc->c16;
     const adamas_kernels *kern;
     if (adamas_kernels_get(&kern))
         return;
-    const adamas_scan_fn scan = kern->scan[ADAMAS_METRIC_L1];
+    const adamas_scan_group_fn scan = kern->scan_group[ADAMAS_METRIC_L1];
     const uint32_t sink = 0, n_cand = bc->n - 1; /* the defaults: sink 0, recent 1 */
     const uint32_t chunks = scan_chunks(n_cand), kv = bc->sh.kv_heads;
     const uint32_t group = bc->sh.heads / kv, nbins = 3 * bc->sh.dim + 1;
@@ -661,12 +662,10 @@ static void scan_phase(bench_case *bc, int threads)
                    nbins * sizeof *bc->hist);
         for (uint32_t block = first; block < end; block += ADAMAS_SCAN_BLOCK) {
             uint32_t len = end - block < ADAMAS_SCAN_BLOCK ? end - block : ADAMAS_SCAN_BLOCK;
-            const uint64_t *codes = adamas_cache_codes(c, g, sink + block);
-            for (uint32_t j = 0; j < group; j++) {
-                size_t h = (size_t)g * group + j;
-                scan(bc->qcode + h * words, codes, words, len, bc->dist + h * bc->n + block,
-                     bc->hist + (h * chunks + chunk) * nbins);
-            }
+            const size_t h0 = (size_t)g * group;
+            scan(bc->qcode + h0 * words, words, group, adamas_cache_codes(c, g, sink + block),
+                 words, len, bc->dist + h0 * bc->n + block, bc->n,
+                 bc->hist + (h0 * chunks + chunk) * nbins, (size_t)chunks * nbins);
         }
     }
 }

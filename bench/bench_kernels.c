@@ -6,6 +6,9 @@
  *               without the select histogram), d = 64, 128, 256, n = 16384
  *   had+enc     ns per vector: Hadamard transform + 2-bit encode, d = 64, 128, 256
  *   dot, axpy   ns per row of d = 128, f32 and f16 rows
+ *   x4          the grouped kernels of a GQA group of 4 query heads: scan in ns per
+ *               key and head (d = 128, L1, with the histogram), dot and axpy in ns
+ *               per row (d = 128, f16, 4 rows a call, as attention calls them)
  *   q8_0 dot    ns per weight row of 2048 Q8_0 weights (adamas_matvec's kernel)
  *
  * Each figure is the median of REPS timed repetitions (the machine may be shared);
@@ -63,6 +66,8 @@ static void find_variants(void)
             add_variant("avx512-vpshufb", k);
             variants[n_variants - 1].k.scan[0] = adamas_scan_l1_avx512_vpshufb;
             variants[n_variants - 1].k.scan[1] = adamas_scan_xorw_avx512_vpshufb;
+            variants[n_variants - 1].k.scan_group[0] = adamas_scan_group_l1_avx512_vpshufb;
+            variants[n_variants - 1].k.scan_group[1] = adamas_scan_group_xorw_avx512_vpshufb;
         }
 #endif
     }
@@ -116,6 +121,19 @@ static void scan_body(const variant *v, void *p)
     sink_u = c->dist[N_KEYS / 2];
 }
 
+/* GROUP query codes q[GROUP][words], distances dist[GROUP][N_KEYS], histograms
+ * hist[GROUP][3d + 1]: a GQA group, as decode.c scans it. */
+#define GROUP 4
+
+static void scan_group_body(const variant *v, void *p)
+{
+    scan_ctx *c = p;
+    const size_t nbins = 3 * c->d + 1;
+    v->k.scan_group[c->metric](c->q, c->words, GROUP, c->codes, c->words, N_KEYS, c->dist,
+                               N_KEYS, c->hist, nbins);
+    sink_u = c->dist[N_KEYS / 2];
+}
+
 typedef struct {
     size_t d;
     float *x;
@@ -134,7 +152,8 @@ static void transform_body(const variant *v, void *p)
 
 typedef struct {
     int dtype;
-    float *q, *y;
+    float *q, *y;    /* [GROUP][ROW_DIM]: the single-head kernels use the first */
+    float *logits;   /* [GROUP][N_ROWS]: the weights of the grouped axpy */
     void *rows;
 } row_ctx;
 
@@ -172,6 +191,34 @@ static void axpy_body(const variant *v, void *p)
     size_t elem = c->dtype == ADAMAS_F32 ? 4 : 2;
     for (size_t r = 0; r < N_ROWS; r++)
         v->k.axpy[c->dtype](c->y, 1e-4f, (const char *)c->rows + r * ROW_DIM * elem, ROW_DIM);
+    sink_f = c->y[0];
+}
+
+/* Rows per call of the grouped dot and axpy: f16 rows of d = 128, as attention.c. */
+#define GROUP_ROWS 4
+
+static void dot_group_body(const variant *v, void *p)
+{
+    row_ctx *c = p;
+    const void *rows[GROUP_ROWS];
+    for (size_t r = 0; r < N_ROWS; r += GROUP_ROWS) {
+        for (size_t k = 0; k < GROUP_ROWS; k++)
+            rows[k] = (const uint16_t *)c->rows + (r + k) * ROW_DIM;
+        v->k.dot_group[ADAMAS_F16](c->q, GROUP, rows, GROUP_ROWS, ROW_DIM, c->logits + r, N_ROWS);
+    }
+    sink_f = c->logits[N_ROWS / 2];
+}
+
+static void axpy_group_body(const variant *v, void *p)
+{
+    row_ctx *c = p;
+    const void *rows[GROUP_ROWS];
+    for (size_t r = 0; r < N_ROWS; r += GROUP_ROWS) {
+        for (size_t k = 0; k < GROUP_ROWS; k++)
+            rows[k] = (const uint16_t *)c->rows + (r + k) * ROW_DIM;
+        v->k.axpy_group[ADAMAS_F16](c->y, ROW_DIM, c->logits + r, N_ROWS, GROUP, rows, GROUP_ROWS,
+                                    ROW_DIM);
+    }
     sink_f = c->y[0];
 }
 
@@ -263,6 +310,22 @@ int main(int argc, char **argv)
         free(c.dist);
         free(c.hist);
     }
+    {
+        scan_ctx c = {.d = 128, .words = adamas_code_words(128), .metric = ADAMAS_METRIC_L1};
+        c.q = malloc(GROUP * c.words * 8);
+        c.codes = aligned_alloc(64, N_KEYS * c.words * 8);
+        c.dist = malloc(GROUP * N_KEYS * 2);
+        c.hist = calloc(GROUP * (3 * c.d + 1), 4);
+        for (size_t w = 0; w < GROUP * c.words; w++)
+            c.q[w] = rng_next();
+        for (size_t w = 0; w < N_KEYS * c.words; w++)
+            c.codes[w] = rng_next();
+        print_row("scan x4 l1+hist d=128", "ns/key", scan_group_body, &c, GROUP * N_KEYS);
+        free(c.q);
+        free(c.codes);
+        free(c.dist);
+        free(c.hist);
+    }
 
     /* Hadamard + encode */
     for (size_t di = 0; di < 3; di++) {
@@ -281,11 +344,14 @@ int main(int argc, char **argv)
     /* dot and axpy over rows of d = 128 */
     for (int dtype = 0; dtype < 2; dtype++) {
         row_ctx c = {.dtype = dtype};
-        c.q = aligned_alloc(64, ROW_DIM * 4);
-        c.y = aligned_alloc(64, ROW_DIM * 4);
+        c.q = aligned_alloc(64, GROUP * ROW_DIM * 4);
+        c.y = aligned_alloc(64, GROUP * ROW_DIM * 4);
+        c.logits = aligned_alloc(64, GROUP * N_ROWS * 4);
         c.rows = aligned_alloc(64, (size_t)N_ROWS * ROW_DIM * 4);
-        for (size_t i = 0; i < ROW_DIM; i++)
+        for (size_t i = 0; i < GROUP * ROW_DIM; i++)
             c.q[i] = rng_unit(), c.y[i] = 0.0f;
+        for (size_t i = 0; i < GROUP * N_ROWS; i++)
+            c.logits[i] = 1e-4f;
         for (size_t i = 0; i < (size_t)N_ROWS * ROW_DIM; i++) {
             float x = rng_unit();
             if (dtype == ADAMAS_F32)
@@ -299,8 +365,13 @@ int main(int argc, char **argv)
         print_row(label, "ns/row", dot_body, &c, N_ROWS);
         snprintf(label, sizeof label, "axpy %s d=%d", dt, ROW_DIM);
         print_row(label, "ns/row", axpy_body, &c, N_ROWS);
+        if (dtype == ADAMAS_F16) {
+            print_row("dot x4 f16 d=128", "ns/row", dot_group_body, &c, N_ROWS);
+            print_row("axpy x4 f16 d=128", "ns/row", axpy_group_body, &c, N_ROWS);
+        }
         free(c.q);
         free(c.y);
+        free(c.logits);
         free(c.rows);
     }
 

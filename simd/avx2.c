@@ -330,15 +330,21 @@ static inline void scan_batch(const __m256i *qv, const uint64_t *codes, size_t w
     }
 }
 
-static inline void scan_words(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
-                              uint16_t *dist, uint32_t *hist, int xorw)
+/* qv: the query, aligned with the registers of one key. */
+static inline void load_query(const uint64_t *q, size_t words, __m256i qv[8])
 {
-    __m256i qv[8]; /* the query, aligned with the registers of one key */
     if (words == 2)
         qv[0] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)q));
     else
         for (size_t r = 0; r < words / 4; r++)
             qv[r] = _mm256_loadu_si256((const __m256i *)(q + 4 * r));
+}
+
+static inline void scan_words(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
+                              uint16_t *dist, uint32_t *hist, int xorw)
+{
+    __m256i qv[8];
+    load_query(q, words, qv);
 
     /* Ask for the codes SCAN_PREFETCH_BYTES ahead: the hardware prefetcher alone
      * leaves the scan waiting on memory much of the time. */
@@ -382,6 +388,89 @@ static void scan_xorw_avx2(const uint64_t *q, const uint64_t *codes, size_t word
                            uint16_t *dist, uint32_t *hist)
 {
     scan(q, codes, words, n, dist, hist, 1);
+}
+
+/* Heads per pass of the grouped scan: their queries stay in registers. */
+#define GROUP_PASS_HEADS 4
+
+/* hist + h*hist_stride += 1 at each of the m distances dist[0..m) + h*dist_stride.
+ * Heads interleaved: equal distances of one head rarely follow each other. */
+static inline void count_batch(const uint16_t *dist, size_t dist_stride, size_t heads, size_t m,
+                               uint32_t *hist, size_t hist_stride)
+{
+    for (size_t i = 0; i < m; i++)
+        for (size_t h = 0; h < heads; h++)
+            hist[h * hist_stride + dist[h * dist_stride + i]]++;
+}
+
+/* The query heads of a GQA group, batch by batch: the 8 keys of a batch are scanned
+ * by every head while their codes are in L1, and the histogram of a batch is counted
+ * after the next batch is computed, so that its scalar stores run beside the vector
+ * work (as in the AVX-512 grouped scan; AVX2 has no per-lane popcount, so the lane
+ * counts are not shared between heads). */
+static inline void scan_group_words(const uint64_t *q, size_t q_stride, size_t heads,
+                                    const uint64_t *codes, size_t words, size_t n,
+                                    uint16_t *dist, size_t dist_stride, uint32_t *hist,
+                                    size_t hist_stride, int xorw)
+{
+    const size_t batch_bytes = 8 * words * sizeof(uint64_t);
+    for (size_t h0 = 0; h0 < heads; h0 += GROUP_PASS_HEADS) {
+        const size_t pass = heads - h0 < GROUP_PASS_HEADS ? heads - h0 : GROUP_PASS_HEADS;
+        __m256i qv[GROUP_PASS_HEADS][8];
+        for (size_t h = 0; h < pass; h++)
+            load_query(q + (h0 + h) * q_stride, words, qv[h]);
+        uint16_t *d0 = dist + h0 * dist_stride;
+        uint32_t *hist0 = hist ? hist + h0 * hist_stride : NULL;
+        size_t j = 0;
+        for (; j + 8 <= n; j += 8) {
+            const char *ahead = (const char *)(codes + j * words) + SCAN_PREFETCH_BYTES;
+            for (size_t off = 0; off < batch_bytes; off += 64)
+                _mm_prefetch(ahead + off, _MM_HINT_T0);
+            for (size_t h = 0; h < pass; h++)
+                scan_batch(qv[h], codes + j * words, words, 8, 0, xorw, d0 + h * dist_stride + j);
+            if (hist0 && j > 0)
+                count_batch(d0 + j - 8, dist_stride, pass, 8, hist0, hist_stride);
+        }
+        if (hist0 && j > 0)
+            count_batch(d0 + j - 8, dist_stride, pass, 8, hist0, hist_stride);
+        if (j < n) {
+            for (size_t h = 0; h < pass; h++)
+                scan_batch(qv[h], codes + j * words, words, n - j, 1, xorw,
+                           d0 + h * dist_stride + j);
+            if (hist0)
+                count_batch(d0 + j, dist_stride, pass, n - j, hist0, hist_stride);
+        }
+    }
+}
+
+static inline void scan_group(const uint64_t *q, size_t q_stride, size_t heads,
+                              const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
+                              size_t dist_stride, uint32_t *hist, size_t hist_stride, int xorw)
+{
+    switch (words) {
+    case 2: scan_group_words(q, q_stride, heads, codes, 2, n, dist, dist_stride, hist, hist_stride, xorw); break;
+    case 4: scan_group_words(q, q_stride, heads, codes, 4, n, dist, dist_stride, hist, hist_stride, xorw); break;
+    case 8: scan_group_words(q, q_stride, heads, codes, 8, n, dist, dist_stride, hist, hist_stride, xorw); break;
+    case 16: scan_group_words(q, q_stride, heads, codes, 16, n, dist, dist_stride, hist, hist_stride, xorw); break;
+    case 32: scan_group_words(q, q_stride, heads, codes, 32, n, dist, dist_stride, hist, hist_stride, xorw); break;
+    default:
+        (xorw ? adamas_scan_group_xorw_scalar : adamas_scan_group_l1_scalar)(
+            q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride);
+    }
+}
+
+static void scan_group_l1_avx2(const uint64_t *q, size_t q_stride, size_t heads,
+                               const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
+                               size_t dist_stride, uint32_t *hist, size_t hist_stride)
+{
+    scan_group(q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride, 0);
+}
+
+static void scan_group_xorw_avx2(const uint64_t *q, size_t q_stride, size_t heads,
+                                 const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
+                                 size_t dist_stride, uint32_t *hist, size_t hist_stride)
+{
+    scan_group(q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride, 1);
 }
 
 /* ====================================================== attention arithmetic */
@@ -439,29 +528,6 @@ static float dot_bf16_avx2(const float *q, const void *row, size_t d)
     return dot_rows(q, row, d, load_bf16);
 }
 
-/* dst = row widened to f32; d is a multiple of 8 for every head dimension. */
-static inline void widen_rows(float *dst, const void *row, size_t d,
-                              __m256 (*load)(const void *, size_t))
-{
-    for (size_t i = 0; i < d; i += LANES)
-        _mm256_storeu_ps(dst + i, load(row, i));
-}
-
-static void widen_f32_avx2(float *dst, const void *row, size_t d)
-{
-    widen_rows(dst, row, d, load_f32);
-}
-
-static void widen_f16_avx2(float *dst, const void *row, size_t d)
-{
-    widen_rows(dst, row, d, load_f16);
-}
-
-static void widen_bf16_avx2(float *dst, const void *row, size_t d)
-{
-    widen_rows(dst, row, d, load_bf16);
-}
-
 /* y += a*row, the product rounded then added: bit-identical to the scalar loop.
  * Returns how many elements it did (a multiple of 8); the caller does the rest. */
 static inline size_t axpy_rows(float *y, float a, const void *row, size_t d,
@@ -493,6 +559,121 @@ static void axpy_bf16_avx2(float *y, float a, const void *row, size_t d)
     size_t i = axpy_rows(y, a, row, d, load_bf16);
     if (i < d)
         adamas_axpy_bf16_scalar(y + i, a, (const uint16_t *)row + i, d - i);
+}
+
+/* ------------------------------------------------------------- GQA groups */
+
+/* dot of each head of a group with each row: 16 elements of a row converted once (two
+ * registers) for four heads, each keeping its 16 lane sums as dot_rows does; the heads
+ * past a multiple of four take the single-head loop (rows from L1). */
+static inline void dot_group_rows(const float *q, size_t heads, const void *const *rows,
+                                  size_t n, size_t d, float *out, size_t out_stride,
+                                  __m256 (*load)(const void *, size_t))
+{
+    size_t j = 0;
+    for (; j + 4 <= heads; j += 4)
+        for (size_t r = 0; r < n; r++) {
+            __m256 lo[4], hi[4];
+            for (size_t k = 0; k < 4; k++)
+                lo[k] = hi[k] = _mm256_setzero_ps();
+            for (size_t i = 0; i < d; i += 2 * LANES) {
+                __m256 r0 = load(rows[r], i), r1 = load(rows[r], i + LANES);
+                for (size_t k = 0; k < 4; k++) {
+                    const float *qk = q + (j + k) * d + i;
+                    lo[k] = _mm256_add_ps(lo[k], _mm256_mul_ps(_mm256_loadu_ps(qk), r0));
+                    hi[k] = _mm256_add_ps(hi[k], _mm256_mul_ps(_mm256_loadu_ps(qk + LANES), r1));
+                }
+            }
+            for (size_t k = 0; k < 4; k++)
+                out[(j + k) * out_stride + r] = fold_lanes(lo[k], hi[k]);
+        }
+    for (; j < heads; j++)
+        for (size_t r = 0; r < n; r++)
+            out[j * out_stride + r] = dot_rows(q + j * d, rows[r], d, load);
+}
+
+static void dot_group_f32_avx2(const float *q, size_t heads, const void *const *rows, size_t n,
+                               size_t d, float *out, size_t out_stride)
+{
+    dot_group_rows(q, heads, rows, n, d, out, out_stride, load_f32);
+}
+
+static void dot_group_f16_avx2(const float *q, size_t heads, const void *const *rows, size_t n,
+                               size_t d, float *out, size_t out_stride)
+{
+    dot_group_rows(q, heads, rows, n, d, out, out_stride, load_f16);
+}
+
+static void dot_group_bf16_avx2(const float *q, size_t heads, const void *const *rows, size_t n,
+                                size_t d, float *out, size_t out_stride)
+{
+    dot_group_rows(q, heads, rows, n, d, out, out_stride, load_bf16);
+}
+
+/* y_j += a_j[r]*rows[r] for each head, the rows in order, as axpy_rows: per 8 elements
+ * the sums of four heads stay in registers over all n rows, and 8 elements of a row
+ * are converted once for the four heads.  Returns how many elements it did for every
+ * head (a multiple of 8); the caller does the rest. */
+static inline size_t axpy_group_rows(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                     size_t heads, const void *const *rows, size_t n, size_t d,
+                                     __m256 (*load)(const void *, size_t))
+{
+    const size_t body = d / LANES * LANES;
+    size_t j = 0;
+    for (; j + 4 <= heads; j += 4)
+        for (size_t i = 0; i < body; i += LANES) {
+            __m256 sum[4];
+            for (size_t k = 0; k < 4; k++)
+                sum[k] = _mm256_loadu_ps(y + (j + k) * y_stride + i);
+            for (size_t r = 0; r < n; r++) {
+                __m256 x = load(rows[r], i);
+                for (size_t k = 0; k < 4; k++)
+                    sum[k] = _mm256_add_ps(
+                        sum[k], _mm256_mul_ps(_mm256_set1_ps(a[(j + k) * a_stride + r]), x));
+            }
+            for (size_t k = 0; k < 4; k++)
+                _mm256_storeu_ps(y + (j + k) * y_stride + i, sum[k]);
+        }
+    for (; j < heads; j++)
+        for (size_t r = 0; r < n; r++)
+            axpy_rows(y + j * y_stride, a[j * a_stride + r], rows[r], body, load);
+    return body;
+}
+
+/* The elements past the last multiple of 8 (not reached for head dimensions). */
+static inline void axpy_group_tail(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                   size_t heads, const void *const *rows, size_t n, size_t d,
+                                   size_t done, size_t elem_size,
+                                   void (*axpy)(float *, float, const void *, size_t))
+{
+    for (size_t r = 0; r < n; r++)
+        for (size_t j = 0; j < heads; j++)
+            axpy(y + j * y_stride + done, a[j * a_stride + r],
+                 (const char *)rows[r] + done * elem_size, d - done);
+}
+
+static void axpy_group_f32_avx2(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                size_t heads, const void *const *rows, size_t n, size_t d)
+{
+    size_t i = axpy_group_rows(y, y_stride, a, a_stride, heads, rows, n, d, load_f32);
+    if (i < d)
+        axpy_group_tail(y, y_stride, a, a_stride, heads, rows, n, d, i, 4, adamas_axpy_f32_scalar);
+}
+
+static void axpy_group_f16_avx2(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                size_t heads, const void *const *rows, size_t n, size_t d)
+{
+    size_t i = axpy_group_rows(y, y_stride, a, a_stride, heads, rows, n, d, load_f16);
+    if (i < d)
+        axpy_group_tail(y, y_stride, a, a_stride, heads, rows, n, d, i, 2, adamas_axpy_f16_scalar);
+}
+
+static void axpy_group_bf16_avx2(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                 size_t heads, const void *const *rows, size_t n, size_t d)
+{
+    size_t i = axpy_group_rows(y, y_stride, a, a_stride, heads, rows, n, d, load_bf16);
+    if (i < d)
+        axpy_group_tail(y, y_stride, a, a_stride, heads, rows, n, d, i, 2, adamas_axpy_bf16_scalar);
 }
 
 /* sum_i max(q_i*lo_i, q_i*hi_i); max_ps(a, b) is a > b ? a : b, as in the scalar loop. */
@@ -636,10 +817,12 @@ const adamas_kernels adamas_kernels_avx2 = {
     .encode = encode_avx2,
     .hadamard_encode = hadamard_encode_avx2,
     .scan = {scan_l1_avx2, scan_xorw_avx2},
+    .scan_group = {scan_group_l1_avx2, scan_group_xorw_avx2},
     .dot = {dot_f32_avx2, dot_f16_avx2, dot_bf16_avx2},
+    .dot_group = {dot_group_f32_avx2, dot_group_f16_avx2, dot_group_bf16_avx2},
     .emit = adamas_emit_scalar, /* no compress instruction: the branch-free loop it is */
     .axpy = {axpy_f32_avx2, axpy_f16_avx2, axpy_bf16_avx2},
-    .widen = {widen_f32_avx2, widen_f16_avx2, widen_bf16_avx2},
+    .axpy_group = {axpy_group_f32_avx2, axpy_group_f16_avx2, axpy_group_bf16_avx2},
     .exp_sum = exp_sum_avx2,
     .page_score = page_score_avx2,
     .dot_q8_0 = dot_q8_0_avx2,

@@ -427,6 +427,223 @@ static void scan_xorw_avx512(const uint64_t *q, const uint64_t *codes, size_t wo
         adamas_scan_xorw_avx512_vpshufb(q, codes, words, n, dist, hist);
 }
 
+/* ======================================================= grouped distance scan */
+
+/*
+ * The query heads of a GQA group scan the same keys, so the grouped scan takes them
+ * PASS_HEADS at a time: each register of key codes is loaded and prepared once per
+ * pass, and the lane popcounts of head h are shifted to bits [16h, 16h + 16) of their
+ * 64-bit lane (a distance is at most 3*1024 < 2^16, so no field carries into the
+ * next), and a single reduction tree adds the lanes of every head of the pass.  The
+ * weight 2 of the high plane rides in the same shift.
+ *
+ * L1 without a shuffle per head: with s = swap_planes(key) and m = key ^ s kept in the
+ * high-plane lanes only, the high plane of l1_planes is x.hi & ~(x.lo & m), and x.lo,
+ * seen from the high lane, is s ^ swap_planes(q): two ternary-logic ops per head,
+ * s and m once per key register.
+ */
+#define PASS_HEADS 4
+
+/* Keys per sub-block: their codes stay in L1 for every pass over them. */
+#define GROUP_BLOCK_KEYS 256
+
+/* One head of a pass: the query aligned with the registers of one key (as in
+ * scan_words), its planes swapped, and its lane shifts. */
+typedef struct {
+    __m512i q[4], qs[4], shift;
+} pass_query;
+
+static inline __m512i group_l1_planes(__m512i key, __m512i s, __m512i m, __m512i q, __m512i qs)
+{
+    __m512i t = _mm512_ternarylogic_epi64(s, qs, m, 0x28);  /* (s ^ qs) & m */
+    return _mm512_ternarylogic_epi64(key, q, t, 0x14); /* (key ^ q) & ~t */
+}
+
+/* Distances of m <= 8 keys to each of the heads of a pass, into dist + h*dist_stride;
+ * words, tail, xorw and vpopcnt as in scan_batch. */
+static inline void scan_group_batch(const pass_query *pq, size_t heads, const uint64_t *codes,
+                                    size_t words, size_t m, int tail, int xorw, int vpopcnt,
+                                    uint16_t *dist, size_t dist_stride)
+{
+    const size_t regs_per_key = words >= 8 ? words / 8 : 1;
+    const size_t n_regs = words >= 8 ? 8 : words;
+    __m512i c[8];
+    for (size_t r = 0; r < n_regs; r++) {
+        __m512i sum = _mm512_setzero_si512();
+        for (size_t k = 0; k < regs_per_key; k++) {
+            size_t at = r * regs_per_key + k;
+            __m512i key = tail ? _mm512_maskz_loadu_epi64(lanes_valid(m * words, at), codes + 8 * at)
+                               : _mm512_loadu_si512(codes + 8 * at);
+            __m512i s = swap_planes(key), hi_differ = _mm512_maskz_xor_epi64(0xAA, key, s);
+            for (size_t h = 0; h < heads; h++) {
+                __m512i planes = xorw ? xorw_planes(key, pq[h].q[k])
+                                      : group_l1_planes(key, s, hi_differ, pq[h].q[k], pq[h].qs[k]);
+                __m512i counts = vpopcnt ? lane_popcounts_vpopcnt(planes) : lane_popcounts_vpshufb(planes);
+                sum = _mm512_add_epi64(sum, _mm512_sllv_epi64(counts, pq[h].shift));
+            }
+        }
+        c[r] = sum;
+    }
+    for (size_t n = n_regs; n > 1; n /= 2)
+        for (size_t r = 0; r < n / 2; r++)
+            c[r] = pair_sums(c[2 * r], c[2 * r + 1], 0);
+    /* lane j holds the 4 distances of key j: transpose to 8 distances per head */
+    static const uint16_t by_head[32] = {0, 4, 8,  12, 16, 20, 24, 28, 1, 5, 9,  13, 17, 21, 25, 29,
+                                         2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31};
+    uint16_t out[32] __attribute__((aligned(64)));
+    _mm512_store_si512(out, _mm512_permutexvar_epi16(_mm512_loadu_si512(by_head), c[0]));
+    for (size_t h = 0; h < heads; h++) {
+        __m128i d16 = _mm_load_si128((const __m128i *)(out + 8 * h));
+        if (tail)
+            _mm_mask_storeu_epi16(dist + h * dist_stride, (__mmask8)((1u << m) - 1), d16);
+        else
+            _mm_storeu_si128((__m128i *)(dist + h * dist_stride), d16);
+    }
+}
+
+/* hist + h*hist_stride += 1 at each of the m distances dist[0..m) + h*dist_stride.
+ * Heads interleaved: equal distances of one head rarely follow each other. */
+static inline void count_batch(const uint16_t *dist, size_t dist_stride, size_t heads, size_t m,
+                               uint32_t *hist, size_t hist_stride)
+{
+    for (size_t i = 0; i < m; i++)
+        for (size_t h = 0; h < heads; h++)
+            hist[h * hist_stride + dist[h * dist_stride + i]]++;
+}
+
+/* One pass of `heads` heads (a constant after inlining) over len keys; prefetch: ask
+ * for the codes ahead, as scan_words does (the first pass over a block only). */
+static inline void scan_pass(const pass_query *pq, size_t heads, const uint64_t *block,
+                             size_t words, size_t len, int xorw, int vpopcnt, int prefetch,
+                             uint16_t *dist, size_t dist_stride, uint32_t *hist,
+                             size_t hist_stride)
+{
+    const size_t batch_bytes = 8 * words * sizeof(uint64_t);
+    /* The histogram counts each batch after the next one is computed: its scalar
+     * loads and stores then run beside vector work instead of after it.  Counted after
+     * the block, it cost as much as the distances themselves. */
+    size_t j = 0;
+    for (; j + 8 <= len; j += 8) {
+        if (prefetch) {
+            const char *ahead = (const char *)(block + j * words) + SCAN_PREFETCH_BYTES;
+            for (size_t off = 0; off < batch_bytes; off += 64)
+                _mm_prefetch(ahead + off, _MM_HINT_T0);
+        }
+        scan_group_batch(pq, heads, block + j * words, words, 8, 0, xorw, vpopcnt, dist + j,
+                         dist_stride);
+        if (hist && j > 0)
+            count_batch(dist + j - 8, dist_stride, heads, 8, hist, hist_stride);
+    }
+    if (hist && j > 0)
+        count_batch(dist + j - 8, dist_stride, heads, 8, hist, hist_stride);
+    if (j < len) {
+        scan_group_batch(pq, heads, block + j * words, words, len - j, 1, xorw, vpopcnt,
+                         dist + j, dist_stride);
+        if (hist)
+            count_batch(dist + j, dist_stride, heads, len - j, hist, hist_stride);
+    }
+}
+
+static inline void scan_group_words(const uint64_t *q, size_t q_stride, size_t heads,
+                                    const uint64_t *codes, size_t words, size_t n,
+                                    uint16_t *dist, size_t dist_stride, uint32_t *hist,
+                                    size_t hist_stride, int xorw, int vpopcnt)
+{
+    for (size_t first = 0; first < n; first += GROUP_BLOCK_KEYS) {
+        const size_t len = n - first < GROUP_BLOCK_KEYS ? n - first : GROUP_BLOCK_KEYS;
+        const uint64_t *block = codes + first * words;
+        for (size_t h0 = 0; h0 < heads; h0 += PASS_HEADS) {
+            const size_t pass = heads - h0 < PASS_HEADS ? heads - h0 : PASS_HEADS;
+            pass_query pq[PASS_HEADS];
+            for (size_t h = 0; h < pass; h++) {
+                const uint64_t *qh = q + (h0 + h) * q_stride;
+                if (words == 2)
+                    pq[h].q[0] = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)qh));
+                else if (words == 4)
+                    pq[h].q[0] = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qh));
+                else
+                    for (size_t k = 0; k < words / 8; k++)
+                        pq[h].q[k] = _mm512_loadu_si512(qh + 8 * k);
+                for (size_t k = 0; k < (words >= 8 ? words / 8 : 1); k++)
+                    pq[h].qs[k] = swap_planes(pq[h].q[k]);
+                pq[h].shift = _mm512_add_epi64(_mm512_set1_epi64((long long)(16 * h)),
+                                               _mm512_setr_epi64(0, 1, 0, 1, 0, 1, 0, 1));
+            }
+            uint16_t *dist_pass = dist + h0 * dist_stride + first;
+            uint32_t *hist_pass = hist ? hist + h0 * hist_stride : NULL;
+            /* the head count a constant: the queries stay in registers */
+            switch (pass) {
+            case 1:
+                scan_pass(pq, 1, block, words, len, xorw, vpopcnt, h0 == 0, dist_pass,
+                          dist_stride, hist_pass, hist_stride);
+                break;
+            case 2:
+                scan_pass(pq, 2, block, words, len, xorw, vpopcnt, h0 == 0, dist_pass,
+                          dist_stride, hist_pass, hist_stride);
+                break;
+            case 3:
+                scan_pass(pq, 3, block, words, len, xorw, vpopcnt, h0 == 0, dist_pass,
+                          dist_stride, hist_pass, hist_stride);
+                break;
+            default:
+                scan_pass(pq, 4, block, words, len, xorw, vpopcnt, h0 == 0, dist_pass,
+                          dist_stride, hist_pass, hist_stride);
+            }
+        }
+    }
+}
+
+static inline void scan_group(const uint64_t *q, size_t q_stride, size_t heads,
+                              const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
+                              size_t dist_stride, uint32_t *hist, size_t hist_stride, int xorw,
+                              int vpopcnt)
+{
+    switch (words) {
+    case 2: scan_group_words(q, q_stride, heads, codes, 2, n, dist, dist_stride, hist, hist_stride, xorw, vpopcnt); break;
+    case 4: scan_group_words(q, q_stride, heads, codes, 4, n, dist, dist_stride, hist, hist_stride, xorw, vpopcnt); break;
+    case 8: scan_group_words(q, q_stride, heads, codes, 8, n, dist, dist_stride, hist, hist_stride, xorw, vpopcnt); break;
+    case 16: scan_group_words(q, q_stride, heads, codes, 16, n, dist, dist_stride, hist, hist_stride, xorw, vpopcnt); break;
+    case 32: scan_group_words(q, q_stride, heads, codes, 32, n, dist, dist_stride, hist, hist_stride, xorw, vpopcnt); break;
+    default:
+        (xorw ? adamas_scan_group_xorw_scalar : adamas_scan_group_l1_scalar)(
+            q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride);
+    }
+}
+
+#define DEFINE_SCAN_GROUP(name, attrs, xorw, vpopcnt)                                        \
+    attrs void name(const uint64_t *q, size_t q_stride, size_t heads, const uint64_t *codes, \
+                    size_t words, size_t n, uint16_t *dist, size_t dist_stride,             \
+                    uint32_t *hist, size_t hist_stride)                                     \
+    {                                                                                       \
+        scan_group(q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride, \
+                   xorw, vpopcnt);                                                          \
+    }
+
+DEFINE_SCAN_GROUP(adamas_scan_group_l1_avx512_vpopcnt,
+                  __attribute__((target("avx512vpopcntdq"), flatten)), 0, 1)
+DEFINE_SCAN_GROUP(adamas_scan_group_xorw_avx512_vpopcnt,
+                  __attribute__((target("avx512vpopcntdq"), flatten)), 1, 1)
+DEFINE_SCAN_GROUP(adamas_scan_group_l1_avx512_vpshufb, __attribute__((flatten)), 0, 0)
+DEFINE_SCAN_GROUP(adamas_scan_group_xorw_avx512_vpshufb, __attribute__((flatten)), 1, 0)
+
+static void scan_group_l1_avx512(const uint64_t *q, size_t q_stride, size_t heads,
+                                 const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
+                                 size_t dist_stride, uint32_t *hist, size_t hist_stride)
+{
+    (adamas_avx512_has_vpopcntdq() ? adamas_scan_group_l1_avx512_vpopcnt
+                                   : adamas_scan_group_l1_avx512_vpshufb)(
+        q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride);
+}
+
+static void scan_group_xorw_avx512(const uint64_t *q, size_t q_stride, size_t heads,
+                                   const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
+                                   size_t dist_stride, uint32_t *hist, size_t hist_stride)
+{
+    (adamas_avx512_has_vpopcntdq() ? adamas_scan_group_xorw_avx512_vpopcnt
+                                   : adamas_scan_group_xorw_avx512_vpshufb)(
+        q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride);
+}
+
 /* ============================================================ selection emit */
 
 /* The scalar emit, 16 positions per step: compare 16 distances, compress the
@@ -503,18 +720,6 @@ DEFINE_DOT(dot_f32_avx512, load_f32)
 DEFINE_DOT(dot_f16_avx512, load_f16)
 DEFINE_DOT(dot_bf16_avx512, load_bf16)
 
-/* dst = row widened to f32; d is a multiple of 16. */
-#define DEFINE_WIDEN(name, load)                                                 \
-    static void name(float *dst, const void *row, size_t d)                      \
-    {                                                                            \
-        for (size_t i = 0; i < d; i += LANES)                                    \
-            _mm512_storeu_ps(dst + i, load(row, i));                             \
-    }
-
-DEFINE_WIDEN(widen_f32_avx512, load_f32)
-DEFINE_WIDEN(widen_f16_avx512, load_f16)
-DEFINE_WIDEN(widen_bf16_avx512, load_bf16)
-
 /* y += a*row, product rounded then added: bit-identical to the scalar loop. */
 static void axpy_f32_avx512(float *y, float a, const void *row, size_t d)
 {
@@ -544,6 +749,183 @@ static void axpy_bf16_avx512(float *y, float a, const void *row, size_t d)
         _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_loadu_ps(y + i), _mm512_mul_ps(va, load_bf16(row, i))));
     if (i < d)
         adamas_axpy_bf16_scalar(y + i, a, (const uint16_t *)row + i, d - i);
+}
+
+/* ------------------------------------------------------------- GQA groups */
+
+/* The scalar fold of four heads' lane sums at once: each step adds the same pairs of
+ * lanes as fold_lanes, the four heads sharing the registers.  Returns the four sums. */
+static inline __m128 fold_lanes4(__m512 a, __m512 b, __m512 c, __m512 d)
+{
+    /* l += l+8: 128-bit lanes [a0+a2, a1+a3, b0+b2, b1+b3], likewise c, d */
+    __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+    __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0x44), _mm512_shuffle_f32x4(c, d, 0xEE));
+    /* l += l+4: one 128-bit lane per head */
+    __m512 x = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xDD));
+    x = _mm512_add_ps(x, _mm512_permute_ps(x, 0x4E)); /* l += l+2 */
+    x = _mm512_add_ps(x, _mm512_permute_ps(x, 0xB1)); /* l += l+1 */
+    return _mm512_castps512_ps128(
+        _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), x));
+}
+
+/* The scalar fold of 16 sums acc[4*m + h] (rows m, heads h < 4) at once, as
+ * fold_lanes4 does for 4: each step adds the same pairs of lanes as fold_lanes.
+ * Returns head h's sums of rows 0..3 in 128-bit lane h. */
+static inline __m512 fold_lanes16(const __m512 acc[16])
+{
+    __m512 l8[8], l4[4], l2[2];
+    for (size_t p = 0; p < 8; p++) /* l += l+8: [a0+a2, a1+a3, b0+b2, b1+b3] */
+        l8[p] = _mm512_add_ps(_mm512_shuffle_f32x4(acc[2 * p], acc[2 * p + 1], 0x44),
+                              _mm512_shuffle_f32x4(acc[2 * p], acc[2 * p + 1], 0xEE));
+    for (size_t p = 0; p < 4; p++) /* l += l+4: 128-bit lane k holds acc[4p + k] */
+        l4[p] = _mm512_add_ps(_mm512_shuffle_f32x4(l8[2 * p], l8[2 * p + 1], 0x88),
+                              _mm512_shuffle_f32x4(l8[2 * p], l8[2 * p + 1], 0xDD));
+    for (size_t p = 0; p < 2; p++) /* l += l+2: lane k holds two sums of two accs */
+        l2[p] = _mm512_add_ps(_mm512_shuffle_ps(l4[2 * p], l4[2 * p + 1], 0x44),
+                              _mm512_shuffle_ps(l4[2 * p], l4[2 * p + 1], 0xEE));
+    /* l += l+1: lane k = [acc[k], acc[4 + k], acc[8 + k], acc[12 + k]] */
+    return _mm512_add_ps(_mm512_shuffle_ps(l2[0], l2[1], 0x88), _mm512_shuffle_ps(l2[0], l2[1], 0xDD));
+}
+
+/* dot of each of four heads with each of four rows: 16 elements of each row converted
+ * once and used by the four heads from a register, each query register by the four
+ * rows; 16 lane sums per (row, head) as dot keeps them, folded together. */
+ALWAYS_INLINE void dot_4x4(const float *q, const void *const *rows, size_t d, float *out,
+                           size_t out_stride, __m512 (*load)(const void *, size_t))
+{
+    __m512 acc[16];
+    for (size_t k = 0; k < 16; k++)
+        acc[k] = _mm512_setzero_ps();
+    for (size_t i = 0; i < d; i += LANES) {
+        __m512 x[4];
+        for (size_t m = 0; m < 4; m++)
+            x[m] = load(rows[m], i);
+        for (size_t h = 0; h < 4; h++) {
+            __m512 vq = _mm512_loadu_ps(q + h * d + i);
+            for (size_t m = 0; m < 4; m++)
+                acc[4 * m + h] = _mm512_add_ps(acc[4 * m + h], _mm512_mul_ps(vq, x[m]));
+        }
+    }
+    __m512 sums = fold_lanes16(acc);
+    _mm_storeu_ps(out, _mm512_castps512_ps128(sums));
+    _mm_storeu_ps(out + out_stride, _mm512_extractf32x4_ps(sums, 1));
+    _mm_storeu_ps(out + 2 * out_stride, _mm512_extractf32x4_ps(sums, 2));
+    _mm_storeu_ps(out + 3 * out_stride, _mm512_extractf32x4_ps(sums, 3));
+}
+
+/* dot of four heads with one row (the rows past a multiple of four). */
+ALWAYS_INLINE void dot_4x1(const float *q, const void *row, size_t d, float *out,
+                           size_t out_stride, __m512 (*load)(const void *, size_t))
+{
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t i = 0; i < d; i += LANES) {
+        __m512 x = load(row, i);
+        a0 = _mm512_add_ps(a0, _mm512_mul_ps(_mm512_loadu_ps(q + i), x));
+        a1 = _mm512_add_ps(a1, _mm512_mul_ps(_mm512_loadu_ps(q + d + i), x));
+        a2 = _mm512_add_ps(a2, _mm512_mul_ps(_mm512_loadu_ps(q + 2 * d + i), x));
+        a3 = _mm512_add_ps(a3, _mm512_mul_ps(_mm512_loadu_ps(q + 3 * d + i), x));
+    }
+    float sums[4];
+    _mm_storeu_ps(sums, fold_lanes4(a0, a1, a2, a3));
+    for (size_t h = 0; h < 4; h++)
+        out[h * out_stride] = sums[h];
+}
+
+/* The heads past a multiple of four take the single-head dot (rows from L1). */
+ALWAYS_INLINE void dot_group_rows(const float *q, size_t heads, const void *const *rows, size_t n,
+                                  size_t d, float *out, size_t out_stride,
+                                  __m512 (*load)(const void *, size_t),
+                                  float (*dot)(const float *, const void *, size_t))
+{
+    size_t j = 0;
+    for (; j + 4 <= heads; j += 4) {
+        size_t r = 0;
+        for (; r + 4 <= n; r += 4)
+            dot_4x4(q + j * d, rows + r, d, out + j * out_stride + r, out_stride, load);
+        for (; r < n; r++)
+            dot_4x1(q + j * d, rows[r], d, out + j * out_stride + r, out_stride, load);
+    }
+    for (; j < heads; j++)
+        for (size_t r = 0; r < n; r++)
+            out[j * out_stride + r] = dot(q + j * d, rows[r], d);
+}
+
+static void dot_group_f32_avx512(const float *q, size_t heads, const void *const *rows, size_t n,
+                                 size_t d, float *out, size_t out_stride)
+{
+    dot_group_rows(q, heads, rows, n, d, out, out_stride, load_f32, dot_f32_avx512);
+}
+
+static void dot_group_f16_avx512(const float *q, size_t heads, const void *const *rows, size_t n,
+                                 size_t d, float *out, size_t out_stride)
+{
+    dot_group_rows(q, heads, rows, n, d, out, out_stride, load_f16, dot_f16_avx512);
+}
+
+static void dot_group_bf16_avx512(const float *q, size_t heads, const void *const *rows,
+                                  size_t n, size_t d, float *out, size_t out_stride)
+{
+    dot_group_rows(q, heads, rows, n, d, out, out_stride, load_bf16, dot_bf16_avx512);
+}
+
+/* y_j += a_j[r]*rows[r] for four heads, the rows in order, product rounded then added as
+ * in axpy: per 16 elements the four sums stay in registers over all n rows (one load
+ * and one store per head instead of one per row), and each 16 elements of a row are
+ * converted once for the four heads.  A tail of d % 16 elements, and the heads past a
+ * multiple of four, take the single-head axpy. */
+ALWAYS_INLINE void axpy_group_rows(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                   size_t heads, const void *const *rows, size_t n, size_t d,
+                                   size_t elem_size, __m512 (*load)(const void *, size_t),
+                                   void (*axpy)(float *, float, const void *, size_t))
+{
+    const size_t body = d / LANES * LANES;
+    size_t j = 0;
+    for (; j + 4 <= heads; j += 4) {
+        float *y0 = y + j * y_stride;
+        const float *a0 = a + j * a_stride;
+        for (size_t i = 0; i < body; i += LANES) {
+            __m512 s0 = _mm512_loadu_ps(y0 + i), s1 = _mm512_loadu_ps(y0 + y_stride + i);
+            __m512 s2 = _mm512_loadu_ps(y0 + 2 * y_stride + i);
+            __m512 s3 = _mm512_loadu_ps(y0 + 3 * y_stride + i);
+            for (size_t r = 0; r < n; r++) {
+                __m512 x = load(rows[r], i);
+                s0 = _mm512_add_ps(s0, _mm512_mul_ps(_mm512_set1_ps(a0[r]), x));
+                s1 = _mm512_add_ps(s1, _mm512_mul_ps(_mm512_set1_ps(a0[a_stride + r]), x));
+                s2 = _mm512_add_ps(s2, _mm512_mul_ps(_mm512_set1_ps(a0[2 * a_stride + r]), x));
+                s3 = _mm512_add_ps(s3, _mm512_mul_ps(_mm512_set1_ps(a0[3 * a_stride + r]), x));
+            }
+            _mm512_storeu_ps(y0 + i, s0);
+            _mm512_storeu_ps(y0 + y_stride + i, s1);
+            _mm512_storeu_ps(y0 + 2 * y_stride + i, s2);
+            _mm512_storeu_ps(y0 + 3 * y_stride + i, s3);
+        }
+        if (body < d)
+            for (size_t r = 0; r < n; r++)
+                for (size_t h = 0; h < 4; h++)
+                    axpy(y0 + h * y_stride + body, a0[h * a_stride + r],
+                         (const char *)rows[r] + body * elem_size, d - body);
+    }
+    for (; j < heads; j++)
+        for (size_t r = 0; r < n; r++)
+            axpy(y + j * y_stride, a[j * a_stride + r], rows[r], d);
+}
+
+static void axpy_group_f32_avx512(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                  size_t heads, const void *const *rows, size_t n, size_t d)
+{
+    axpy_group_rows(y, y_stride, a, a_stride, heads, rows, n, d, 4, load_f32, axpy_f32_avx512);
+}
+
+static void axpy_group_f16_avx512(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                  size_t heads, const void *const *rows, size_t n, size_t d)
+{
+    axpy_group_rows(y, y_stride, a, a_stride, heads, rows, n, d, 2, load_f16, axpy_f16_avx512);
+}
+
+static void axpy_group_bf16_avx512(float *y, size_t y_stride, const float *a, size_t a_stride,
+                                   size_t heads, const void *const *rows, size_t n, size_t d)
+{
+    axpy_group_rows(y, y_stride, a, a_stride, heads, rows, n, d, 2, load_bf16, axpy_bf16_avx512);
 }
 
 /* sum_i max(q_i*lo_i, q_i*hi_i) in the fixed order; max_ps(a, b) is a > b ? a : b,
@@ -669,10 +1051,12 @@ const adamas_kernels adamas_kernels_avx512 = {
     .encode = encode_avx512,
     .hadamard_encode = hadamard_encode_avx512,
     .scan = {scan_l1_avx512, scan_xorw_avx512},
+    .scan_group = {scan_group_l1_avx512, scan_group_xorw_avx512},
     .dot = {dot_f32_avx512, dot_f16_avx512, dot_bf16_avx512},
+    .dot_group = {dot_group_f32_avx512, dot_group_f16_avx512, dot_group_bf16_avx512},
     .emit = emit_avx512,
     .axpy = {axpy_f32_avx512, axpy_f16_avx512, axpy_bf16_avx512},
-    .widen = {widen_f32_avx512, widen_f16_avx512, widen_bf16_avx512},
+    .axpy_group = {axpy_group_f32_avx512, axpy_group_f16_avx512, axpy_group_bf16_avx512},
     .exp_sum = exp_sum_avx512,
     .page_score = page_score_avx512,
     .dot_q8_0 = dot_q8_0_avx512,

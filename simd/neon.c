@@ -356,29 +356,6 @@ static float dot_bf16_neon(const float *q, const void *row, size_t d)
     return dot_rows(q, row, d, load_bf16);
 }
 
-/* dst = row widened to f32; d is a multiple of 4 for every head dimension. */
-static inline void widen_rows(float *dst, const void *row, size_t d,
-                              float32x4_t (*load)(const void *, size_t))
-{
-    for (size_t i = 0; i < d; i += LANES)
-        vst1q_f32(dst + i, load(row, i));
-}
-
-static void widen_f32_neon(float *dst, const void *row, size_t d)
-{
-    widen_rows(dst, row, d, load_f32);
-}
-
-static void widen_f16_neon(float *dst, const void *row, size_t d)
-{
-    widen_rows(dst, row, d, load_f16);
-}
-
-static void widen_bf16_neon(float *dst, const void *row, size_t d)
-{
-    widen_rows(dst, row, d, load_bf16);
-}
-
 /* y += a*row, the product rounded then added: bit-identical to the scalar loop.
  * Returns how many elements it did (a multiple of 4); the caller does the rest. */
 static inline size_t axpy_rows(float *y, float a, const void *row, size_t d,
@@ -551,6 +528,55 @@ static void widen_q8_0_neon(float *dst, const void *blocks, size_t n_blocks)
     }
 }
 
+/* ================================================================ GQA groups */
+
+/* The heads of a group one after another: each reads its own copy of the row or the
+ * codes, from L1 after the first.  Where a NEON core is compute bound on GQA is not
+ * measured yet, so no wider kernels are written for it. */
+static void scan_group_l1_neon(const uint64_t *q, size_t q_stride, size_t heads,
+                               const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
+                               size_t dist_stride, uint32_t *hist, size_t hist_stride)
+{
+    for (size_t h = 0; h < heads; h++)
+        scan_l1_neon(q + h * q_stride, codes, words, n, dist + h * dist_stride,
+                     hist ? hist + h * hist_stride : NULL);
+}
+
+static void scan_group_xorw_neon(const uint64_t *q, size_t q_stride, size_t heads,
+                                 const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
+                                 size_t dist_stride, uint32_t *hist, size_t hist_stride)
+{
+    for (size_t h = 0; h < heads; h++)
+        scan_xorw_neon(q + h * q_stride, codes, words, n, dist + h * dist_stride,
+                       hist ? hist + h * hist_stride : NULL);
+}
+
+#define DEFINE_DOT_GROUP(name, dot)                                                      \
+    static void name(const float *q, size_t heads, const void *const *rows, size_t n,    \
+                     size_t d, float *out, size_t out_stride)                            \
+    {                                                                                    \
+        for (size_t r = 0; r < n; r++)                                                   \
+            for (size_t j = 0; j < heads; j++)                                           \
+                out[j * out_stride + r] = dot(q + j * d, rows[r], d);                    \
+    }
+
+DEFINE_DOT_GROUP(dot_group_f32_neon, dot_f32_neon)
+DEFINE_DOT_GROUP(dot_group_f16_neon, dot_f16_neon)
+DEFINE_DOT_GROUP(dot_group_bf16_neon, dot_bf16_neon)
+
+#define DEFINE_AXPY_GROUP(name, axpy)                                                    \
+    static void name(float *y, size_t y_stride, const float *a, size_t a_stride,         \
+                     size_t heads, const void *const *rows, size_t n, size_t d)          \
+    {                                                                                    \
+        for (size_t r = 0; r < n; r++)                                                   \
+            for (size_t j = 0; j < heads; j++)                                           \
+                axpy(y + j * y_stride, a[j * a_stride + r], rows[r], d);                 \
+    }
+
+DEFINE_AXPY_GROUP(axpy_group_f32_neon, axpy_f32_neon)
+DEFINE_AXPY_GROUP(axpy_group_f16_neon, axpy_f16_neon)
+DEFINE_AXPY_GROUP(axpy_group_bf16_neon, axpy_bf16_neon)
+
 /* ====================================================================== table */
 
 const adamas_kernels adamas_kernels_neon = {
@@ -559,10 +585,12 @@ const adamas_kernels adamas_kernels_neon = {
     .encode = encode_neon,
     .hadamard_encode = hadamard_encode_neon,
     .scan = {scan_l1_neon, scan_xorw_neon},
+    .scan_group = {scan_group_l1_neon, scan_group_xorw_neon},
     .dot = {dot_f32_neon, dot_f16_neon, dot_bf16_neon},
+    .dot_group = {dot_group_f32_neon, dot_group_f16_neon, dot_group_bf16_neon},
     .emit = adamas_emit_scalar, /* no compress instruction: the branch-free loop it is */
     .axpy = {axpy_f32_neon, axpy_f16_neon, axpy_bf16_neon},
-    .widen = {widen_f32_neon, widen_f16_neon, widen_bf16_neon},
+    .axpy_group = {axpy_group_f32_neon, axpy_group_f16_neon, axpy_group_bf16_neon},
     .exp_sum = exp_sum_neon,
     .page_score = page_score_neon,
     .dot_q8_0 = dot_q8_0_neon,

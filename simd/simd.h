@@ -32,6 +32,24 @@ void adamas_scan_l1_avx512_vpshufb(const uint64_t *q, const uint64_t *codes, siz
 void adamas_scan_xorw_avx512_vpshufb(const uint64_t *q, const uint64_t *codes, size_t words,
                                      size_t n, uint16_t *dist, uint32_t *hist);
 
+/* The grouped scans, likewise. */
+void adamas_scan_group_l1_avx512_vpopcnt(const uint64_t *q, size_t q_stride, size_t heads,
+                                         const uint64_t *codes, size_t words, size_t n,
+                                         uint16_t *dist, size_t dist_stride, uint32_t *hist,
+                                         size_t hist_stride);
+void adamas_scan_group_xorw_avx512_vpopcnt(const uint64_t *q, size_t q_stride, size_t heads,
+                                           const uint64_t *codes, size_t words, size_t n,
+                                           uint16_t *dist, size_t dist_stride, uint32_t *hist,
+                                           size_t hist_stride);
+void adamas_scan_group_l1_avx512_vpshufb(const uint64_t *q, size_t q_stride, size_t heads,
+                                         const uint64_t *codes, size_t words, size_t n,
+                                         uint16_t *dist, size_t dist_stride, uint32_t *hist,
+                                         size_t hist_stride);
+void adamas_scan_group_xorw_avx512_vpshufb(const uint64_t *q, size_t q_stride, size_t heads,
+                                           const uint64_t *codes, size_t words, size_t n,
+                                           uint16_t *dist, size_t dist_stride, uint32_t *hist,
+                                           size_t hist_stride);
+
 /* --------------------------------------------------------------- exp_sum */
 
 /* exp_sum with the project's own vector exp, the tables' choice when SLEEF is absent. */

@@ -6,9 +6,10 @@
  * when SLEEF is absent), on random inputs of every head dimension, with unaligned
  * pointers and lengths that are not multiples of the vector width:
  *   - hadamard, encode, hadamard_encode, scan (distances and histogram), dot,
- *     page_score and the Q8_0 dot are bit-identical to the scalar entries, and
- *     widening (f16, bf16, Q8_0) is exact;
- *   - axpy and exp_sum are within 1e-6 relative;
+ *     page_score and the Q8_0 dot are bit-identical to the scalar entries, and so is
+ *     the grouped scan for every group size; Q8_0 widening is exact;
+ *   - axpy and exp_sum are within 1e-6 relative, the grouped dot and axpy bit-identical
+ *     for every group size;
  * and through the public API, with the ISA forced, decode selects the same tokens as
  * the scalar kernels and its outputs are within 1e-6 relative.
  * Every test logs (cr_log_info, --verbose) which ISAs it could not run here, and one
@@ -55,7 +56,9 @@ static size_t runnable_variants(variant out[MAX_VARIANTS], const char *test)
             snprintf(out[n].name, sizeof out[n].name, "avx512-vpshufb");
             out[n].k = *k;
             out[n].k.scan[ADAMAS_METRIC_L1] = adamas_scan_l1_avx512_vpshufb;
-            out[n++].k.scan[ADAMAS_METRIC_XORW] = adamas_scan_xorw_avx512_vpshufb;
+            out[n].k.scan[ADAMAS_METRIC_XORW] = adamas_scan_xorw_avx512_vpshufb;
+            out[n].k.scan_group[ADAMAS_METRIC_L1] = adamas_scan_group_l1_avx512_vpshufb;
+            out[n++].k.scan_group[ADAMAS_METRIC_XORW] = adamas_scan_group_xorw_avx512_vpshufb;
             if (!adamas_avx512_has_vpopcntdq())
                 strncat(missing, " avx512-vpopcnt", sizeof missing - strlen(missing) - 1);
         }
@@ -462,6 +465,98 @@ Test(simd, scan_histogram_survives_one_heavy_bin)
     }
 }
 
+/* Group sizes of the grouped kernels: below, at and above the heads of one pass. */
+#define MAX_GROUP 8
+
+/* The grouped scan of `heads` query codes against the scalar one, with rows further
+ * apart than they are long (as in the workspace) and guards between them. */
+static void check_scan_group(const variant *v, int metric, const uint64_t *q, size_t heads,
+                             const uint64_t *codes, size_t words, size_t n)
+{
+    const size_t nbins = 96 * words + 1, dist_stride = n + 3, hist_stride = nbins + 5;
+    uint16_t *dist = alloc_skewed(heads * dist_stride, 2, 2), *ref = malloc(heads * dist_stride * 2 + 2);
+    uint32_t *hist = malloc(heads * hist_stride * 4), *ref_hist = malloc(heads * hist_stride * 4);
+    for (size_t i = 0; i < heads * dist_stride; i++)
+        dist[i] = ref[i] = 0x5a5a;
+    for (size_t b = 0; b < heads * hist_stride; b++)
+        hist[b] = ref_hist[b] = rng_below(5);
+    adamas_kernels_scalar.scan_group[metric](q, words, heads, codes, words, n, ref, dist_stride,
+                                             ref_hist, hist_stride);
+    v->k.scan_group[metric](q, words, heads, codes, words, n, dist, dist_stride, hist,
+                            hist_stride);
+    size_t i = 0;
+    while (i < heads * dist_stride && dist[i] == ref[i])
+        i++;
+    expect(i == heads * dist_stride,
+           "%s scan_group %s words=%zu heads=%zu n=%zu: head %zu dist[%zu] = %u, scalar %u",
+           v->name, metric ? "xorw" : "l1", words, heads, n, i / dist_stride, i % dist_stride,
+           dist[i % (heads * dist_stride)], ref[i % (heads * dist_stride)]);
+    expect(memcmp(hist, ref_hist, heads * hist_stride * 4) == 0,
+           "%s scan_group %s words=%zu heads=%zu n=%zu: histograms differ", v->name,
+           metric ? "xorw" : "l1", words, heads, n);
+
+    for (size_t h = 0; h < heads; h++)
+        poison(dist + h * dist_stride, n * 2);
+    v->k.scan_group[metric](q, words, heads, codes, words, n, dist, dist_stride, NULL, 0);
+    expect(memcmp(dist, ref, heads * dist_stride * 2) == 0,
+           "%s scan_group %s words=%zu heads=%zu n=%zu (no histogram): distances differ",
+           v->name, metric ? "xorw" : "l1", words, heads, n);
+    free_skewed(dist, 2);
+    free(ref);
+    free(hist);
+    free(ref_hist);
+}
+
+Test(simd, grouped_scan_is_identical_to_scalar_for_every_group_size)
+{
+    rng_seed_from_env();
+    FOR_EACH_VARIANT(v, "scan_group")
+    {
+        for (size_t di = 0; di < N_DIMS; di++) {
+            size_t d = head_dims[di], words = adamas_code_words(d);
+            uint64_t *q = alloc_skewed(MAX_GROUP * words, 8, 8);
+            for (size_t li = 0; li < N_LENGTHS; li++) {
+                size_t n = scan_lengths[li];
+                uint64_t *codes = alloc_skewed(n * words + 1, 8, 8);
+                for (size_t w = 0; w < n * words; w++)
+                    codes[w] = rng_next();
+                for (size_t heads = 1; heads <= MAX_GROUP; heads++) {
+                    for (size_t w = 0; w < heads * words; w++)
+                        q[w] = rng_next();
+                    for (int metric = 0; metric < 2; metric++)
+                        check_scan_group(v, metric, q, heads, codes, words, n);
+                }
+                free_skewed(codes, 8);
+            }
+            free_skewed(q, 8);
+        }
+    }
+}
+
+/* Keys near the query: distances crowd into few bins, and the histograms of the
+ * heads of a group take increments back to back. */
+Test(simd, grouped_scan_histograms_survive_crowded_bins)
+{
+    rng_seed_from_env();
+    FOR_EACH_VARIANT(v, "scan_group crowded")
+    {
+        for (size_t di = 0; di < N_DIMS; di++) {
+            size_t d = head_dims[di], words = adamas_code_words(d), n = 4099;
+            uint64_t *q = alloc_skewed(MAX_GROUP * words, 8, 8), *codes = alloc_skewed(n * words, 8, 8);
+            for (size_t w = 0; w < MAX_GROUP * words; w++)
+                q[w] = w < words ? rng_next() : q[w % words] ^ (rng_below(4) == 0 ? 3 : 0);
+            for (size_t j = 0; j < n; j++)
+                for (size_t w = 0; w < words; w++)
+                    codes[j * words + w] = q[w] ^ (rng_below(8) == 0 ? rng_next() & 0x11 : 0);
+            for (int metric = 0; metric < 2; metric++)
+                for (size_t heads = 1; heads <= MAX_GROUP; heads += 3)
+                    check_scan_group(v, metric, q, heads, codes, words, n);
+            free_skewed(q, 8);
+            free_skewed(codes, 8);
+        }
+    }
+}
+
 /* ------------------------------------------------------- dot, axpy, page score */
 
 static const char *const dtype_names[] = {"f32", "f16", "bf16"};
@@ -565,6 +660,100 @@ Test(simd, axpy_is_within_1e_6_of_scalar_for_every_dtype)
                 free_skewed(y, 4);
                 free(ref);
             }
+    }
+}
+
+/* Head dimensions and, for axpy, lengths that leave a tail after the 16-float blocks. */
+static const size_t group_dims[] = {16, 32, 64, 128, 256, 1024};
+static const size_t axpy_tails[] = {0, 1, 7, 15};
+
+/* Row counts of the grouped kernels: below, at and past the rows of one block. */
+#define MAX_ROWS 9
+
+Test(simd, grouped_dot_is_bit_identical_to_scalar_for_every_group_size)
+{
+    rng_seed_from_env();
+    FOR_EACH_VARIANT(v, "dot_group")
+    {
+        for (int dtype = 0; dtype < 3; dtype++)
+            for (size_t di = 0; di < sizeof group_dims / sizeof group_dims[0]; di++) {
+                size_t d = group_dims[di], out_stride = MAX_ROWS + 2, n_out = MAX_GROUP * out_stride;
+                float *q = alloc_skewed(MAX_GROUP * d, 4, 4), *x = malloc(MAX_ROWS * d * 4);
+                float *got = malloc(n_out * 4), *want = malloc(n_out * 4);
+                for (size_t heads = 1; heads <= MAX_GROUP; heads++) {
+                    size_t n = 1 + (heads * 5) % MAX_ROWS, skew = (size_t)(dtype == ADAMAS_F32 ? 4 : 2);
+                    int trial = (int)heads % 4;
+                    fill_normal(q, heads * d, trial < 2 ? 1.0f : 100.0f);
+                    fill_normal(x, n * d, trial % 2 ? 1.0f : 1e-3f);
+                    if (trial == 3) /* signed zeros and exact cancellations */
+                        for (size_t i = 0; i < d; i++)
+                            q[i] = i % 3 ? q[i] : -0.0f, x[i] = i % 5 ? x[i] : -x[i ^ 1];
+                    const void *rows[MAX_ROWS];
+                    for (size_t r = 0; r < n; r++)
+                        rows[r] = make_row(x + r * d, d, (adamas_dtype)dtype, skew * (1 + r % 3));
+                    for (size_t i = 0; i < n_out; i++)
+                        got[i] = want[i] = 12345.0f; /* between the outputs: untouched */
+                    v->k.dot_group[dtype](q, heads, rows, n, d, got, out_stride);
+                    adamas_kernels_scalar.dot_group[dtype](q, heads, rows, n, d, want, out_stride);
+                    size_t i = first_bit_difference(got, want, n_out);
+                    expect(i == n_out, "%s dot_group %s d=%zu heads=%zu rows=%zu: out[%zu][%zu] = %a, scalar %a",
+                           v->name, dtype_names[dtype], d, heads, n, i / out_stride, i % out_stride,
+                           (double)got[i % n_out], (double)want[i % n_out]);
+                    for (size_t j = 0; j < heads; j++) /* and each is the single-head dot */
+                        for (size_t r = 0; r < n; r++)
+                            expect(f32_bits(got[j * out_stride + r]) ==
+                                       f32_bits(v->k.dot[dtype](q + j * d, rows[r], d)),
+                                   "%s dot_group %s d=%zu heads=%zu: head %zu row %zu differs from dot",
+                                   v->name, dtype_names[dtype], d, heads, j, r);
+                    for (size_t r = 0; r < n; r++)
+                        free_skewed((void *)rows[r], skew * (1 + r % 3));
+                }
+                free_skewed(q, 4);
+                free(x);
+                free(got);
+                free(want);
+            }
+    }
+}
+
+/* The products are rounded, then added, row after row, as in the scalar loop:
+ * bit-identical, which is more than the 1e-6 axpy is held to. */
+Test(simd, grouped_axpy_is_bit_identical_to_scalar_for_every_group_size)
+{
+    rng_seed_from_env();
+    FOR_EACH_VARIANT(v, "axpy_group")
+    {
+        for (int dtype = 0; dtype < 3; dtype++)
+            for (size_t di = 0; di < sizeof group_dims / sizeof group_dims[0]; di++)
+                for (size_t ti = 0; ti < sizeof axpy_tails / sizeof axpy_tails[0]; ti++) {
+                    size_t d = group_dims[di] - axpy_tails[ti], y_stride = d + 5;
+                    size_t a_stride = MAX_ROWS + 1, n_y = MAX_GROUP * y_stride;
+                    float *y = alloc_skewed(n_y, 4, 4), *ref = malloc(n_y * 4);
+                    float *x = malloc(MAX_ROWS * d * 4), a[MAX_GROUP * (MAX_ROWS + 1)];
+                    for (size_t heads = 1; heads <= MAX_GROUP; heads++) {
+                        size_t n = 1 + (heads * 5 + ti) % MAX_ROWS, skew = (size_t)(dtype == ADAMAS_F32 ? 4 : 2);
+                        fill_normal(y, n_y, 1.0f);
+                        memcpy(ref, y, n_y * 4);
+                        fill_normal(x, n * d, 1.0f);
+                        fill_normal(a, MAX_GROUP * a_stride, 1.0f);
+                        const void *rows[MAX_ROWS];
+                        for (size_t r = 0; r < n; r++)
+                            rows[r] = make_row(x + r * d, d, (adamas_dtype)dtype, skew * (1 + r % 3));
+                        v->k.axpy_group[dtype](y, y_stride, a, a_stride, heads, rows, n, d);
+                        adamas_kernels_scalar.axpy_group[dtype](ref, y_stride, a, a_stride, heads,
+                                                                rows, n, d);
+                        size_t i = first_bit_difference(y, ref, n_y);
+                        expect(i == n_y,
+                               "%s axpy_group %s d=%zu heads=%zu rows=%zu: y[%zu][%zu] = %a, scalar %a",
+                               v->name, dtype_names[dtype], d, heads, n, i / y_stride, i % y_stride,
+                               (double)y[i % n_y], (double)ref[i % n_y]);
+                        for (size_t r = 0; r < n; r++)
+                            free_skewed((void *)rows[r], skew * (1 + r % 3));
+                    }
+                    free_skewed(y, 4);
+                    free(ref);
+                    free(x);
+                }
     }
 }
 
@@ -808,37 +997,38 @@ Test(simd, decode_under_each_isa_selects_the_scalar_tokens)
     }
 }
 
-/* ------------------------------------------------------- widening and emit */
+/* ------------------------------------------------------ conversion and emit */
 
-Test(simd, widen_is_exact_for_every_half_value)
+/* The grouped axpy converts every finite f16 and bf16 value exactly, for each head:
+ * y = -0 + 1*h is h itself. */
+Test(simd, grouped_axpy_converts_every_half_value_exactly)
 {
     rng_seed_from_env();
-    FOR_EACH_VARIANT(v, "widen")
+    FOR_EACH_VARIANT(v, "axpy_group widening")
     {
         for (int dtype = 1; dtype < 3; dtype++) {
-            uint16_t *row = alloc_skewed(65536, 2, 2);
-            float *y = alloc_skewed(65536, 4, 4);
-            for (uint32_t h = 0; h < 65536; h++)
+            const size_t heads = 5, n = 65536;
+            uint16_t *row = alloc_skewed(n, 2, 2);
+            float *y = alloc_skewed(heads * n, 4, 4), a[5] = {1.0f, 1.0f, 1.0f, 1.0f, 1.0f};
+            const void *rows[1] = {row};
+            for (uint32_t h = 0; h < n; h++)
                 row[h] = (uint16_t)h;
-            v->k.widen[dtype](y, row, 65536);
-            for (uint32_t h = 0; h < 65536; h++) {
-                float want = dtype == ADAMAS_F16 ? adamas_f16_to_f32((uint16_t)h)
-                                                 : adamas_bf16_to_f32((uint16_t)h);
-                if (isnan(want))
-                    continue; /* payloads of NaN are outside the contract */
-                expect(f32_bits(y[h]) == f32_bits(want), "%s %s 0x%04x widened to %a, want %a",
-                       v->name, dtype_names[dtype], h, (double)y[h], (double)want);
-            }
+            for (size_t i = 0; i < heads * n; i++)
+                y[i] = -0.0f;
+            v->k.axpy_group[dtype](y, n, a, 1, heads, rows, 1, n);
+            for (size_t j = 0; j < heads; j++)
+                for (uint32_t h = 0; h < n; h++) {
+                    float want = dtype == ADAMAS_F16 ? adamas_f16_to_f32((uint16_t)h)
+                                                     : adamas_bf16_to_f32((uint16_t)h);
+                    if (isnan(want))
+                        continue; /* payloads of NaN are outside the contract */
+                    expect(f32_bits(y[j * n + h]) == f32_bits(want),
+                           "%s %s head %zu: 0x%04x converted to %a, want %a", v->name,
+                           dtype_names[dtype], j, h, (double)y[j * n + h], (double)want);
+                }
             free_skewed(row, 2);
             free_skewed(y, 4);
         }
-        uint32_t d = 16u << rng_below(7);
-        float *src = alloc_skewed(d, 4, 4), *dst = alloc_skewed(d, 4, 4);
-        rng_fill_normal(src, d, 100.0f);
-        v->k.widen[ADAMAS_F32](dst, src, d);
-        expect(memcmp(src, dst, d * sizeof *src) == 0, "%s f32 widen is not a copy", v->name);
-        free_skewed(src, 4);
-        free_skewed(dst, 4);
     }
 }
 
