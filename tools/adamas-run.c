@@ -29,6 +29,17 @@
 #ifndef ADAMAS_RUN_DEFAULT_MODEL
 #define ADAMAS_RUN_DEFAULT_MODEL "tools/model/adamas-ref.gguf"
 #endif
+#ifndef ADAMAS_RUN_INSTALLED_MODEL
+#define ADAMAS_RUN_INSTALLED_MODEL ADAMAS_RUN_DEFAULT_MODEL
+#endif
+
+/* The model used without -m: the source tree's copy when it is readable (a build
+ * tree), else the one `meson install` put in the data directory. */
+static const char *default_model(void)
+{
+    return access(ADAMAS_RUN_DEFAULT_MODEL, R_OK) == 0 ? ADAMAS_RUN_DEFAULT_MODEL
+                                                       : ADAMAS_RUN_INSTALLED_MODEL;
+}
 
 /* ------------------------------------------------------------------- options */
 
@@ -133,7 +144,7 @@ static void usage(FILE *f)
             "\n"
             "Progress goes to stderr; results and speeds to stdout (generate: the text to\n"
             "stdout, speeds to stderr).\n",
-            ADAMAS_RUN_DEFAULT_MODEL);
+            default_model());
 }
 
 static int parse_float(const char *s, float *out)
@@ -1234,7 +1245,7 @@ int main(int argc, char **argv)
     if (parse_options(argc, argv, &o))
         return 2;
     pick_openblas_kernels(argv);
-    const char *path = o.model_path ? o.model_path : ADAMAS_RUN_DEFAULT_MODEL;
+    const char *path = o.model_path ? o.model_path : default_model();
     if (!o.model_path && access(path, R_OK) != 0) {
         fprintf(stderr,
                 "adamas-run: no model given and the default %s is absent.\n"
