@@ -42,16 +42,40 @@ void adamas_emit_scalar(const uint16_t *dist, uint32_t n, uint32_t t, uint32_t c
     }
 }
 
+/* Tokens per block of the tie search below. */
+#define TIE_BLOCK 64u
+
+/* The position from which the last `ties` positions with dist == t lie (dist holds at
+ * least that many).  The threshold of a small budget over a long context is a rare
+ * distance, so these can lie far back: whole blocks are passed by counting their ties
+ * (a loop compilers vectorize) before the one that holds the cutoff is searched. */
+static uint32_t tie_cutoff(const uint16_t *dist, uint32_t n, uint32_t t, uint32_t ties)
+{
+    const uint16_t t16 = (uint16_t)t;
+    uint32_t end = n;
+    while (ties > 0 && end >= TIE_BLOCK) {
+        const uint16_t *block = dist + end - TIE_BLOCK;
+        uint16_t count = 0; /* at most TIE_BLOCK: 16-bit lanes when vectorized */
+        for (size_t j = 0; j < TIE_BLOCK; j++)
+            count += block[j] == t16;
+        if (count >= ties)
+            break;
+        ties -= count;
+        end -= TIE_BLOCK;
+    }
+    uint32_t cutoff = end;
+    while (ties > 0)
+        if (dist[--cutoff] == t)
+            ties--;
+    return cutoff;
+}
+
 /* Emit, ascending, every position with dist < t and the `k - n_below` largest
  * positions with dist == t. */
 static void emit_selection(const uint16_t *dist, uint32_t n, uint32_t k, uint32_t t,
                            uint32_t n_below, uint32_t base, adamas_emit_fn emit, uint32_t *idx)
 {
-    uint32_t ties = k - n_below, cutoff = n;
-    while (ties > 0)
-        if (dist[--cutoff] == t)
-            ties--;
-    emit(dist, n, t, cutoff, base, k, idx);
+    emit(dist, n, t, tie_cutoff(dist, n, t, k - n_below), base, k, idx);
 }
 
 void adamas_select_smallest_hist(const uint16_t *dist, uint32_t n, uint32_t k,
