@@ -456,6 +456,25 @@ typedef struct {
     speed sp;
 } engine;
 
+/* The tokens of the file the mode reads (--file); nonzero with a message. */
+static int read_tokens(const engine *e, uint32_t **tokens, size_t *n)
+{
+    size_t len;
+    char *text = read_file(e->o->file, &len);
+    if (!text)
+        return 1;
+    *tokens = NULL;
+    *n = 0;
+    int enc = tokenizer_encode(e->model.tok, text, len, tokens, n);
+    free(text);
+    if (enc) {
+        fprintf(stderr, "adamas-run: out of memory\n");
+        free(*tokens);
+        *tokens = NULL;
+    }
+    return enc;
+}
+
 static int engine_fail(const engine *e)
 {
     fprintf(stderr, "\nadamas-run: %s\n", e->state.error);
@@ -733,18 +752,10 @@ typedef struct {
 static int perplexity_main(engine *e)
 {
     const options *o = e->o;
-    size_t len;
-    char *text = read_file(o->file, &len);
-    if (!text)
+    uint32_t *tokens;
+    size_t n;
+    if (read_tokens(e, &tokens, &n))
         return 1;
-    uint32_t *tokens = NULL;
-    size_t n = 0;
-    int enc = tokenizer_encode(e->model.tok, text, len, &tokens, &n);
-    free(text);
-    if (enc) {
-        fprintf(stderr, "adamas-run: out of memory\n");
-        return 1;
-    }
     /* window w holds tokens [start[w], start[w]+N); its last decode step predicts token
      * start[w]+N.  The windows lie back to back from the start of the file; fewer of them
      * (--windows) are spread evenly over it, the first at its start, as numpy's linspace
@@ -1158,23 +1169,15 @@ done:
 static int logits_main(engine *e)
 {
     const options *o = e->o;
-    size_t len;
-    char *text = read_file(o->file, &len);
-    if (!text)
+    uint32_t *tokens;
+    size_t n;
+    if (read_tokens(e, &tokens, &n))
         return 1;
-    uint32_t *tokens = NULL;
-    size_t n = 0;
-    int enc = tokenizer_encode(e->model.tok, text, len, &tokens, &n);
-    free(text);
     const uint32_t vocab = e->model.config.vocab_size;
     size_t ctx = o->ctx ? o->ctx : n;
     float *logits = NULL;
     FILE *out = NULL;
     int rc = 1;
-    if (enc) {
-        fprintf(stderr, "adamas-run: out of memory\n");
-        goto done;
-    }
     if (ctx > n || ctx == 0 || o->tail > ctx || ctx > e->state.max_tokens) {
         fprintf(stderr, "adamas-run logits: %s holds %zu tokens: --ctx %zu and --tail %u do not "
                         "fit\n", o->file, n, ctx, o->tail);
