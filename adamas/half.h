@@ -60,6 +60,18 @@ static inline float adamas_bfloat_to_float(uint16_t h)
     return adamas_bits_f32((uint32_t)h << 16);
 }
 
+/* Element i of a stored row of dtype 0 (f32), 1 (f16) or 2 (bf16): adamas_dtype's
+ * values, which adamas_weights_type shares.  Widening is exact.  Called with a constant
+ * dtype, the switch folds away. */
+static inline float adamas_row_elem(const void *row, size_t i, int dtype)
+{
+    switch (dtype) {
+    case 1: return adamas_half_to_float(((const uint16_t *)row)[i]);
+    case 2: return adamas_bfloat_to_float(((const uint16_t *)row)[i]);
+    default: return ((const float *)row)[i];
+    }
+}
+
 static inline uint16_t adamas_float_to_bfloat(float x)
 {
     uint32_t u = adamas_f32_bits(x);

@@ -148,9 +148,6 @@ void adamas_widen_q8_0_scalar(float *dst, const void *blocks, size_t n_blocks);
 /* The fixed fold of the 16 lane sums: l += l+8, l += l+4, l += l+2, l += l+1. */
 float adamas_fold_lanes(float acc[ADAMAS_DOT_LANES]);
 
-/* The scale of a Q8_0 block, widened to f32. */
-float adamas_q8_0_scale(const void *block);
-
 extern const adamas_kernels adamas_kernels_scalar;
 
 #endif

@@ -13,7 +13,8 @@
 #include "half.h"
 #include "kernels.h"
 
-float adamas_q8_0_scale(const void *block)
+/* The scale of a block, widened to f32. */
+static float q8_0_scale(const void *block)
 {
     const unsigned char *b = block;
     return adamas_half_to_float((uint16_t)(b[0] | b[1] << 8));
@@ -24,7 +25,7 @@ float adamas_dot_q8_0_scalar(const float *x, const void *blocks, size_t n_blocks
     const unsigned char *blk = blocks;
     float acc[ADAMAS_DOT_LANES] = {0};
     for (size_t b = 0; b < n_blocks; b++, blk += ADAMAS_Q8_0_BYTES, x += ADAMAS_Q8_0_BLOCK) {
-        const float s = adamas_q8_0_scale(blk);
+        const float s = q8_0_scale(blk);
         const int8_t *q = (const int8_t *)(blk + 2);
         for (int l = 0; l < ADAMAS_DOT_LANES; l++) {
             float lo = (float)q[l] * x[l];
@@ -40,7 +41,7 @@ void adamas_widen_q8_0_scalar(float *dst, const void *blocks, size_t n_blocks)
 {
     const unsigned char *blk = blocks;
     for (size_t b = 0; b < n_blocks; b++, blk += ADAMAS_Q8_0_BYTES, dst += ADAMAS_Q8_0_BLOCK) {
-        const float s = adamas_q8_0_scale(blk);
+        const float s = q8_0_scale(blk);
         const int8_t *q = (const int8_t *)(blk + 2);
         for (int j = 0; j < ADAMAS_Q8_0_BLOCK; j++)
             dst[j] = s * (float)q[j];

@@ -8,17 +8,6 @@
 #include "half.h"
 #include "kernels.h"
 
-/* Element i of a stored row, widened to f32 (exact for every dtype).  Called with a
- * constant dtype, so each wrapper below compiles to its own loop. */
-static inline float row_elem(const void *row, size_t i, adamas_dtype dtype)
-{
-    switch (dtype) {
-    case ADAMAS_F16: return adamas_half_to_float(((const uint16_t *)row)[i]);
-    case ADAMAS_BF16: return adamas_bfloat_to_float(((const uint16_t *)row)[i]);
-    default: return ((const float *)row)[i];
-    }
-}
-
 float adamas_fold_lanes(float acc[ADAMAS_DOT_LANES])
 {
     for (int width = ADAMAS_DOT_LANES / 2; width >= 1; width /= 2)
@@ -32,7 +21,7 @@ static inline float dot_rows(const float *q, const void *row, size_t d, adamas_d
     float acc[ADAMAS_DOT_LANES] = {0};
     for (size_t i = 0; i < d; i += ADAMAS_DOT_LANES)
         for (int l = 0; l < ADAMAS_DOT_LANES; l++) {
-            float p = q[i + l] * row_elem(row, i + l, dtype);
+            float p = q[i + l] * adamas_row_elem(row, i + l, dtype);
             acc[l] = acc[l] + p;
         }
     return adamas_fold_lanes(acc);
@@ -41,7 +30,7 @@ static inline float dot_rows(const float *q, const void *row, size_t d, adamas_d
 static inline void axpy_rows(float *y, float a, const void *row, size_t d, adamas_dtype dtype)
 {
     for (size_t i = 0; i < d; i++)
-        y[i] += a * row_elem(row, i, dtype);
+        y[i] += a * adamas_row_elem(row, i, dtype);
 }
 
 float adamas_dot_f32_scalar(const float *q, const void *row, size_t d)

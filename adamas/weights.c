@@ -1,7 +1,6 @@
 /* weights.c - products with a model's weight matrices (adamas_matvec), on the same
  * kernels as attention, so that an engine's results do not depend on the ISA. */
 #include <stdint.h>
-#include <string.h>
 
 #include "adamas.h"
 #include "decode.h"
@@ -49,16 +48,11 @@ static int check_weights(const char *fn, adamas_weights_type type, const void *w
     return adamas_kernels_get(kern);
 }
 
-/* Weight i of F32, F16 or BF16 rows, widened to f32 (exact). */
-static float weight_at(adamas_weights_type type, const unsigned char *w, size_t i)
-{
-    uint16_t h;
-    switch (type) {
-    case ADAMAS_WEIGHTS_F32: return ((const float *)(const void *)w)[i];
-    case ADAMAS_WEIGHTS_F16: memcpy(&h, w + 2 * i, 2); return adamas_half_to_float(h);
-    default: memcpy(&h, w + 2 * i, 2); return adamas_bfloat_to_float(h);
-    }
-}
+/* F32, F16 and BF16 weights index the kernel table and adamas_row_elem as the
+ * cache's dtypes do. */
+_Static_assert(ADAMAS_WEIGHTS_F32 == (int)ADAMAS_F32 && ADAMAS_WEIGHTS_F16 == (int)ADAMAS_F16 &&
+                   ADAMAS_WEIGHTS_BF16 == (int)ADAMAS_BF16,
+               "weights types and storage dtypes share their values");
 
 /* Row . x: the dot kernel over the largest multiple of 16 elements, then the rest
  * added one by one (rows of weights need not be a whole number of lanes). */
@@ -70,7 +64,7 @@ static float dot_row(const adamas_kernels *k, adamas_weights_type type, const vo
     const size_t main = cols - cols % ADAMAS_DOT_LANES;
     float sum = main ? k->dot[type](x, row, main) : 0.0f;
     for (size_t i = main; i < cols; i++)
-        sum = sum + weight_at(type, row, i) * x[i];
+        sum = sum + adamas_row_elem(row, i, type) * x[i];
     return sum;
 }
 
@@ -118,6 +112,6 @@ int adamas_weights_to_f32(adamas_weights_type type, const void *w, size_t rows, 
      * this loop: no kernel of their own */
     const size_t n = rows * cols;
     for (size_t i = 0; i < n; i++)
-        out[i] = weight_at(type, base, i);
+        out[i] = adamas_row_elem(base, i, type);
     return ADAMAS_OK;
 }
