@@ -287,6 +287,15 @@ static inline __mmask8 lanes_valid(size_t valid, size_t r)
     return left >= 8 ? 0xFF : (__mmask8)((1u << left) - 1);
 }
 
+/* Register `at` of a batch of m keys of `words` words; with tail, lanes past the
+ * batch's last word are not read (they load as 0). */
+static inline __m512i load_key_register(const uint64_t *codes, size_t words, size_t m, size_t at,
+                                        int tail)
+{
+    return tail ? _mm512_maskz_loadu_epi64(lanes_valid(m * words, at), codes + 8 * at)
+                : _mm512_loadu_si512(codes + 8 * at);
+}
+
 /*
  * Distances of m <= 8 keys codes[m][words] (words = 2, 4, 8, 16 or 32, a constant
  * after inlining); the batch is 8*words 64-bit words = `words` registers.  tail: m may
@@ -302,8 +311,7 @@ static inline void scan_batch(const __m512i *qv, const uint64_t *codes, size_t w
         __m512i sum = _mm512_setzero_si512();
         for (size_t k = 0; k < regs_per_key; k++) {
             size_t at = r * regs_per_key + k;
-            __m512i key = tail ? _mm512_maskz_loadu_epi64(lanes_valid(m * words, at), codes + 8 * at)
-                               : _mm512_loadu_si512(codes + 8 * at);
+            __m512i key = load_key_register(codes, words, m, at, tail);
             __m512i planes = xorw ? xorw_planes(key, qv[k]) : l1_planes(key, qv[k]);
             __m512i counts = vpopcnt ? lane_popcounts_vpopcnt(planes) : lane_popcounts_vpshufb(planes);
             sum = k ? _mm512_add_epi64(sum, counts) : counts;
@@ -472,8 +480,7 @@ static inline void scan_group_batch(const pass_query *pq, size_t heads, const ui
         __m512i sum = _mm512_setzero_si512();
         for (size_t k = 0; k < regs_per_key; k++) {
             size_t at = r * regs_per_key + k;
-            __m512i key = tail ? _mm512_maskz_loadu_epi64(lanes_valid(m * words, at), codes + 8 * at)
-                               : _mm512_loadu_si512(codes + 8 * at);
+            __m512i key = load_key_register(codes, words, m, at, tail);
             __m512i s = swap_planes(key), hi_differ = _mm512_maskz_xor_epi64(0xAA, key, s);
             for (size_t h = 0; h < heads; h++) {
                 __m512i planes = xorw ? xorw_planes(key, pq[h].q[k])
