@@ -401,6 +401,19 @@ static int parse_header(dump_file *d, const unsigned char *base, size_t size)
     return st;
 }
 
+/* parse_header, and on failure dump_close with the message kept. */
+static int parse_or_close(dump_file *d, const void *bytes, size_t size)
+{
+    int st = parse_header(d, bytes, size);
+    if (st) {
+        char msg[sizeof d->error];
+        memcpy(msg, d->error, sizeof msg);
+        dump_close(d);
+        memcpy(d->error, msg, sizeof msg);
+    }
+    return st;
+}
+
 int dump_open(const char *path, dump_file *d)
 {
     memset(d, 0, sizeof *d);
@@ -438,14 +451,7 @@ int dump_open(const char *path, dump_file *d)
         d->map = m;
     }
     close(fd);
-    int st = parse_header(d, d->map, d->map_size);
-    if (st) {
-        char msg[sizeof d->error];
-        memcpy(msg, d->error, sizeof msg);
-        dump_close(d);
-        memcpy(d->error, msg, sizeof msg);
-    }
-    return st;
+    return parse_or_close(d, d->map, d->map_size);
 }
 
 int dump_parse(const void *bytes, size_t size, dump_file *d)
@@ -455,14 +461,7 @@ int dump_parse(const void *bytes, size_t size, dump_file *d)
         snprintf(d->error, sizeof d->error, "no bytes given");
         return ADAMAS_EINVAL;
     }
-    int st = parse_header(d, bytes, size);
-    if (st) {
-        char msg[sizeof d->error];
-        memcpy(msg, d->error, sizeof msg);
-        dump_close(d);
-        memcpy(d->error, msg, sizeof msg);
-    }
-    return st;
+    return parse_or_close(d, bytes, size);
 }
 
 void dump_close(dump_file *d)
