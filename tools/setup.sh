@@ -34,17 +34,6 @@ meson_pinned=1.6.1         # installed from PyPI when Debian's meson is older
 
 say() { printf '== %s\n' "$*"; }
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null; then
-        sudo "$@"
-    else
-        echo "setup.sh: need root (or sudo) to install: $*" >&2
-        exit 1
-    fi
-}
-
 # --------------------------------------------------------------- packages
 packages=(gcc libc6-dev pkg-config ninja-build python3 python3-venv ca-certificates
           libopenblas-dev libsleef-dev libcjson-dev)
@@ -52,18 +41,7 @@ if [ "$mode" = test ]; then
     packages+=(libcriterion-dev)
 fi
 
-missing=()
-for p in "${packages[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-        missing+=("$p")
-    fi
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    say "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    as_root apt-get update -qq
-    as_root apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+bash tools/install-missing.sh setup.sh "${packages[@]}"
 
 # ------------------------------------------------------------------ meson
 version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }

@@ -28,31 +28,9 @@ cc=${CC:-clang}
 
 say() { printf '== fuzz: %s\n' "$*"; }
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null; then
-        sudo "$@"
-    else
-        echo "run.sh: need root (or sudo) to install: $*" >&2
-        exit 1
-    fi
-}
-
 # --------------------------------------------------------------- packages
 packages=(clang libclang-rt-14-dev libcjson-dev)
-missing=()
-for p in "${packages[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-        missing+=("$p")
-    fi
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    say "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    as_root apt-get update -qq
-    as_root apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+bash tools/install-missing.sh fuzz "${packages[@]}"
 
 # ------------------------------------------------------------------ build
 # Objects are rebuilt when their source or any header is newer.

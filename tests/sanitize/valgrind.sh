@@ -15,12 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-${BUILD_DIR:-build}}
 
-if ! command -v valgrind >/dev/null; then
-    echo "== valgrind: installing valgrind"
-    export DEBIAN_FRONTEND=noninteractive
-    if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq valgrind
-    else sudo apt-get update -qq && sudo apt-get install -y -qq valgrind; fi
-fi
+bash tools/install-missing.sh valgrind valgrind
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
