@@ -136,18 +136,10 @@ static void select_head(const decode_step *s, adamas_workspace *ws, const float 
 {
     const adamas_cache *c = s->cache;
     const uint32_t t = thread_index();
-    uint32_t *merged = ws->merged + (size_t)t * ws->cap_bins;
-    if (s->selector == ADAMAS_SELECT_ADAMAS && !s->dense) {
-        const uint32_t chunks = ceil_div(s->n_cand, ADAMAS_SCAN_CHUNK);
-        const uint32_t *hist = ws->hist + (size_t)h * ws->scan_chunks * ws->cap_bins;
-        memcpy(merged, hist, s->nbins * sizeof *merged);
-        for (uint32_t k = 1; k < chunks; k++)
-            for (uint32_t b = 0; b < s->nbins; b++)
-                merged[b] += hist[(size_t)k * ws->cap_bins + b];
-    }
     ws->set_len[h] = adamas_select_tokens(
         s, h / c->group, q + (size_t)h * c->cfg.head_dim, ws->dist + (size_t)h * ws->cap_tokens,
-        merged, ws->set + (size_t)h * ws->cap_width, ws->cand + (size_t)t * ws->cap_tokens,
+        ws->hist + (size_t)h * ws->scan_chunks * ws->cap_bins, ws->cap_bins,
+        ws->set + (size_t)h * ws->cap_width, ws->cand + (size_t)t * ws->cap_tokens,
         ws->score + (size_t)t * ws->cap_tokens);
 }
 

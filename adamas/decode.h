@@ -59,7 +59,6 @@ struct adamas_workspace {
     uint32_t *set_len;    /* [cap_heads]                     their count              */
     float *partial;       /* [cap_heads][attn_chunks][partial stride] m, s, o[d]      */
     /* per thread */
-    uint32_t *merged;     /* [cap_threads][cap_bins]         one head's histogram     */
     uint32_t *cand;       /* [cap_threads][cap_tokens]       shortlist, chosen pages  */
     float *score;         /* [cap_threads][cap_tokens]       logits, page scores      */
     float *logits;        /* [cap_threads][cap_heads * ADAMAS_ATTN_CHUNK]             */
@@ -77,11 +76,12 @@ uint32_t adamas_step_threads(void);
 void adamas_encode_query(const decode_step *s, const float *q, float *qh, uint64_t *qcode);
 
 /* Phase 3: the tokens query head h (reading kv head kv_head) attends to, ascending,
- * into set; returns their count.  For ADAMAS, dist/hist are its code distances over
- * the candidates and their histogram.  cand, score: [n] scratch. */
+ * into set; returns their count.  For ADAMAS, dist are its code distances over the
+ * candidates and hist their histograms, one per scan chunk, hist_stride apart.
+ * cand, score: [n] scratch. */
 uint32_t adamas_select_tokens(const decode_step *s, uint32_t kv_head, const float *q,
-                              const uint16_t *dist, const uint32_t *hist, uint32_t *set,
-                              uint32_t *cand, float *score);
+                              const uint16_t *dist, const uint32_t *hist, size_t hist_stride,
+                              uint32_t *set, uint32_t *cand, float *score);
 
 /* Phase 4: partial attention of `heads` query heads q[heads][d] of one kv head over
  * `count` tokens: set[0..count) or, when set is NULL, first..first+count-1.

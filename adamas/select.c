@@ -10,13 +10,20 @@
 
 /* ------------------------------------------------------------------ histogram */
 
-/* Smallest value t with count(dist <= t) >= k, and count(dist < t). */
-static void threshold_from_hist(const uint32_t *hist, uint32_t nbins, uint32_t k, uint32_t *t,
-                                uint32_t *n_below)
+/* Smallest value t with count(dist <= t) >= k, and count(dist < t), from `chunks`
+ * histograms hist + c*hist_stride (the counts of consecutive stretches of dist). */
+static void threshold_from_hist(const uint32_t *hist, size_t hist_stride, uint32_t chunks,
+                                uint32_t nbins, uint32_t k, uint32_t *t, uint32_t *n_below)
 {
     uint32_t below = 0, v = 0;
-    while (v + 1 < nbins && below + hist[v] < k)
-        below += hist[v++];
+    for (;; v++) {
+        uint32_t count = 0;
+        for (uint32_t c = 0; c < chunks; c++)
+            count += hist[c * hist_stride + v];
+        if (v + 1 == nbins || below + count >= k)
+            break;
+        below += count;
+    }
     *t = v;
     *n_below = below;
 }
@@ -78,13 +85,43 @@ static void emit_selection(const uint16_t *dist, uint32_t n, uint32_t k, uint32_
     emit(dist, n, t, tie_cutoff(dist, n, t, k - n_below), base, k, idx);
 }
 
+void adamas_select_smallest_chunked(const uint16_t *dist, uint32_t n, uint32_t k,
+                                    const uint32_t *hist, size_t hist_stride, uint32_t chunk_len,
+                                    uint32_t nbins, uint32_t base, adamas_emit_fn emit,
+                                    uint32_t *idx)
+{
+    const uint32_t chunks = n / chunk_len + (n % chunk_len != 0);
+    uint32_t t, n_below;
+    threshold_from_hist(hist, hist_stride, chunks, nbins, k, &t, &n_below);
+    /* The ties taken are the last ones: every tie of the chunks after `last`, and the
+     * `ties` last of chunk `last`. */
+    uint32_t ties = k - n_below, last = chunks - 1;
+    while (hist[(size_t)last * hist_stride + t] < ties) {
+        ties -= hist[(size_t)last * hist_stride + t];
+        last--;
+    }
+    /* Chunk by chunk, each with its exact count: chunks that hold no selected position
+     * are not read, and the others only up to their last selected position. */
+    uint32_t m = 0;
+    for (uint32_t c = 0; c < chunks && m < k; c++) {
+        const uint32_t *h = hist + (size_t)c * hist_stride, first = c * chunk_len;
+        const uint32_t len = n - first < chunk_len ? n - first : chunk_len;
+        uint32_t count = c < last ? 0 : c == last ? ties : h[t];
+        for (uint32_t v = 0; v < t; v++)
+            count += h[v];
+        if (count == 0)
+            continue;
+        const uint32_t cutoff = c < last ? len : c == last ? tie_cutoff(dist + first, len, t, ties) : 0;
+        emit(dist + first, len, t, cutoff, base + first, count, idx + m);
+        m += count;
+    }
+}
+
 void adamas_select_smallest_hist(const uint16_t *dist, uint32_t n, uint32_t k,
                                  const uint32_t *hist, uint32_t nbins, uint32_t base,
                                  adamas_emit_fn emit, uint32_t *idx)
 {
-    uint32_t t, n_below;
-    threshold_from_hist(hist, nbins, k, &t, &n_below);
-    emit_selection(dist, n, k, t, n_below, base, emit, idx);
+    adamas_select_smallest_chunked(dist, n, k, hist, 0, n, nbins, base, emit, idx);
 }
 
 int adamas_topk_smallest(const uint16_t *dist, size_t n, size_t k, uint32_t *idx)
@@ -104,13 +141,13 @@ int adamas_topk_smallest(const uint16_t *dist, size_t n, size_t k, uint32_t *idx
     uint32_t hist[256] = {0}, hi, below_hi, lo, below_lo;
     for (size_t j = 0; j < n; j++)
         hist[dist[j] >> 8]++;
-    threshold_from_hist(hist, 256, (uint32_t)k, &hi, &below_hi);
+    threshold_from_hist(hist, 0, 1, 256, (uint32_t)k, &hi, &below_hi);
     for (int v = 0; v < 256; v++)
         hist[v] = 0;
     for (size_t j = 0; j < n; j++)
         if ((dist[j] >> 8) == hi)
             hist[dist[j] & 0xff]++;
-    threshold_from_hist(hist, 256, (uint32_t)k - below_hi, &lo, &below_lo);
+    threshold_from_hist(hist, 0, 1, 256, (uint32_t)k - below_hi, &lo, &below_lo);
     emit_selection(dist, (uint32_t)n, (uint32_t)k, hi << 8 | lo, below_hi + below_lo, 0,
                    adamas_emit_scalar, idx);
     return ADAMAS_OK;

@@ -5,6 +5,7 @@
 #ifndef ADAMAS_SELECT_H
 #define ADAMAS_SELECT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kernels.h"
@@ -15,6 +16,14 @@
 void adamas_select_smallest_hist(const uint16_t *dist, uint32_t n, uint32_t k,
                                  const uint32_t *hist, uint32_t nbins, uint32_t base,
                                  adamas_emit_fn emit, uint32_t *idx);
+
+/* The same, given one histogram per chunk: hist + c*hist_stride counts the distances
+ * of positions [c*chunk_len, (c+1)*chunk_len) (the last chunk may be shorter).  Chunks
+ * that hold none of the k are not read. */
+void adamas_select_smallest_chunked(const uint16_t *dist, uint32_t n, uint32_t k,
+                                    const uint32_t *hist, size_t hist_stride, uint32_t chunk_len,
+                                    uint32_t nbins, uint32_t base, adamas_emit_fn emit,
+                                    uint32_t *idx);
 
 /* The same set by a bounded max-heap: the reference the histogram is tested against. */
 void adamas_select_smallest_heap(const uint16_t *dist, uint32_t n, uint32_t k, uint32_t base,

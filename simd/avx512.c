@@ -653,36 +653,42 @@ static void scan_group_xorw_avx512(const uint64_t *q, size_t q_stride, size_t he
 
 /* ============================================================ selection emit */
 
-/* The scalar emit, 16 positions per step: compare 16 distances, compress the
- * positions that qualify.  Exactly k positions qualify in all, so the compressing
- * stores never write past idx[k-1]. */
+/* The positions j in [from, to) with dist[j] < t (le = 0) or <= t (le = 1), written
+ * as base + j to idx + m until k are written; returns the new m.  32 distances per
+ * step: a selection is a few hundred of thousands of positions, so most steps take
+ * none and cost a load and a compare; a step that takes some compresses its
+ * positions 16 at a time. */
+static inline uint32_t emit_range(const uint16_t *dist, uint32_t from, uint32_t to, uint32_t t,
+                                  int le, uint32_t base, uint32_t k, uint32_t *idx, uint32_t m)
+{
+    const __m512i tv = _mm512_set1_epi16((short)t);
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    uint32_t j = from;
+    for (; j + 32 <= to && m < k; j += 32) {
+        __m512i d = _mm512_loadu_si512(dist + j);
+        __mmask32 take = le ? _mm512_cmple_epu16_mask(d, tv) : _mm512_cmplt_epu16_mask(d, tv);
+        if (!take)
+            continue;
+        __m512i pos = _mm512_add_epi32(_mm512_set1_epi32((int)(base + j)), lanes);
+        _mm512_mask_compressstoreu_epi32(idx + m, (__mmask16)take, pos);
+        m += (uint32_t)__builtin_popcount(take & 0xFFFF);
+        pos = _mm512_add_epi32(pos, _mm512_set1_epi32(16));
+        _mm512_mask_compressstoreu_epi32(idx + m, (__mmask16)(take >> 16), pos);
+        m += (uint32_t)__builtin_popcount(take >> 16);
+    }
+    for (; j < to && m < k; j++)
+        if (le ? dist[j] <= t : dist[j] < t)
+            idx[m++] = base + j;
+    return m;
+}
+
+/* The scalar emit.  Exactly k positions qualify in all, so the compressing stores
+ * never write past idx[k-1]. */
 static void emit_avx512(const uint16_t *dist, uint32_t n, uint32_t t, uint32_t cutoff,
                         uint32_t base, uint32_t k, uint32_t *idx)
 {
-    const __m256i tv = _mm256_set1_epi16((short)t);
-    const __m512i step = _mm512_set1_epi32(16);
-    __m512i pos = _mm512_add_epi32(_mm512_set1_epi32((int)base),
-                                   _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
-                                                     13, 14, 15));
-    uint32_t m = 0, j = 0;
-    for (; j + 16 <= cutoff && m < k; j += 16, pos = _mm512_add_epi32(pos, step)) {
-        __mmask16 take = _mm256_cmplt_epu16_mask(_mm256_loadu_si256((const __m256i *)(dist + j)), tv);
-        _mm512_mask_compressstoreu_epi32(idx + m, take, pos);
-        m += (uint32_t)__builtin_popcount(take);
-    }
-    for (; j < cutoff && m < k; j++) /* up to the cutoff, then from it in steps of 16 */
-        if (dist[j] < t)
-            idx[m++] = base + j;
-    pos = _mm512_add_epi32(_mm512_set1_epi32((int)(base + j)),
-                           _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
-    for (; j + 16 <= n && m < k; j += 16, pos = _mm512_add_epi32(pos, step)) {
-        __mmask16 take = _mm256_cmple_epu16_mask(_mm256_loadu_si256((const __m256i *)(dist + j)), tv);
-        _mm512_mask_compressstoreu_epi32(idx + m, take, pos);
-        m += (uint32_t)__builtin_popcount(take);
-    }
-    for (; j < n && m < k; j++)
-        if (dist[j] <= t)
-            idx[m++] = base + j;
+    uint32_t m = emit_range(dist, 0, cutoff, t, 0, base, k, idx, 0);
+    emit_range(dist, cutoff, n, t, 1, base, k, idx, m);
 }
 
 /* ====================================================== attention arithmetic */

@@ -69,6 +69,50 @@ Test(topk, heap_and_histogram_equal_a_sort_under_heavy_ties)
     }
 }
 
+/* The histograms of the chunks of dist, hist + c*stride for chunk c. */
+static uint32_t *chunk_histograms(const uint16_t *dist, uint32_t n, uint32_t chunk_len,
+                                  size_t stride)
+{
+    uint32_t chunks = (n + chunk_len - 1) / chunk_len;
+    uint32_t *hist = calloc((size_t)chunks * stride, sizeof *hist);
+    for (uint32_t i = 0; i < n; i++)
+        hist[(size_t)(i / chunk_len) * stride + dist[i]]++;
+    return hist;
+}
+
+Test(topk, histograms_of_chunks_select_what_a_sort_does, .timeout = 60)
+{
+    const adamas_kernels *kern;
+    expect(adamas_kernels_get(&kern) == ADAMAS_OK, "%s", adamas_last_error());
+    const adamas_emit_fn emits[2] = {adamas_emit_scalar, kern->emit};
+    const uint32_t ranges[] = {1, 2, 3, 5, 17, 3 * 64 + 1};
+    for (int trial = 0; trial < 400; trial++) {
+        uint32_t n = 1 + rng_below(trial < 200 ? 200 : 20000), k = 1 + rng_below(n);
+        if (trial % 3 == 0) /* a small budget: the selected positions are rare */
+            k = 1 + rng_below(k < 64 ? k : 64);
+        uint32_t chunk_len = 1 + rng_below(trial % 2 ? 64 : 4096);
+        uint32_t range = ranges[rng_below(6)], nbins = 3 * 64 + 1;
+        uint32_t lo = rng_below(nbins - range + 1), base = rng_below(1000);
+        size_t stride = nbins + rng_below(8);
+        uint16_t *dist = malloc(n * sizeof *dist);
+        uint32_t *want = malloc(k * sizeof *want), *got = malloc((k + 1) * sizeof *got);
+        fill_u16(dist, n, lo, range);
+        uint32_t *hist = chunk_histograms(dist, n, chunk_len, stride);
+        reference_smallest(dist, n, k, base, want);
+        for (int e = 0; e < 2; e++) {
+            got[k] = POISON_U32;
+            adamas_select_smallest_chunked(dist, n, k, hist, stride, chunk_len, nbins, base,
+                                           emits[e], got);
+            expect_same(got, want, k, e ? kern->name : "scalar emit", n);
+            expect(got[k] == POISON_U32, "chunks of %u: wrote past idx[%u]", chunk_len, k);
+        }
+        free(dist);
+        free(hist);
+        free(want);
+        free(got);
+    }
+}
+
 Test(topk, equal_values_select_the_largest_positions)
 {
     for (uint32_t n = 1; n < 70; n += 1 + rng_below(5)) {
