@@ -308,6 +308,10 @@ def train(args):
     if head_dim * cfg["n_heads"] != cfg["dim"] or head_dim & (head_dim - 1) or head_dim < 16:
         raise SystemExit(f"train.py: dim {args.dim} over {cfg['n_heads']} heads is not a "
                          f"power-of-two head dimension")
+    if args.short_ctx and not (0 < args.short_ctx < args.ctx and args.ctx % args.short_ctx == 0
+                               and 0 < args.short_frac < 1):
+        raise SystemExit("train.py: --short-ctx must divide --ctx and be shorter, and "
+                         "--short-frac lie between 0 and 1")
     if cfg["n_heads"] % cfg["n_kv_heads"]:
         raise SystemExit("train.py: --heads must be a multiple of --kv-heads")
     os.makedirs(args.out, exist_ok=True)
@@ -328,14 +332,14 @@ def train(args):
     rng = np.random.default_rng(args.seed)
     data_t = torch.from_numpy(train_data.astype(np.int16))  # bytes fit int16; widened per batch
 
-    def batch():
-        starts = rng.integers(0, len(train_data) - args.ctx - 1, size=args.batch)
-        idx = torch.from_numpy(starts)[:, None] + torch.arange(args.ctx + 1)[None]
+    def batch(ctx, rows):
+        starts = rng.integers(0, len(train_data) - ctx - 1, size=rows)
+        idx = torch.from_numpy(starts)[:, None] + torch.arange(ctx + 1)[None]
         xy = data_t[idx].long().to(device, non_blocking=True)
         return xy[:, :-1], xy[:, 1:]
 
     t_start = time.time()
-    step, tokens_seen, history = 0, 0, []
+    step, tokens_seen, history, phase_switch = 0, 0, [], None
     while True:
         elapsed = time.time() - t_start
         if (args.time_budget and elapsed >= args.time_budget) or (args.max_steps and step >= args.max_steps):
@@ -345,8 +349,17 @@ def train(args):
         lr = args.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
         for g in opt.param_groups:
             g["lr"] = lr
+        # The first short_frac of the run trains on short windows, as many tokens per step:
+        # attention's cost grows with the window, so they are several times cheaper per
+        # token, and the model learns the local statistics of the text there; the rest of
+        # the run trains at the full context, where it learns to use the distant tokens.
+        short = args.short_ctx and progress < args.short_frac
+        ctx = args.short_ctx if short else args.ctx
+        if not short and phase_switch is None and args.short_ctx:
+            phase_switch = {"step": step, "seconds": round(elapsed, 1), "tokens": tokens_seen}
+            log(f"step {step}: from here on windows of {args.ctx} tokens")
         for _ in range(args.accum):
-            x, y = batch()
+            x, y = batch(ctx, args.batch * args.ctx // ctx)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 logits = step_fn(x)
             loss = torch.nn.functional.cross_entropy(logits.float().view(-1, N_VOCAB), y.reshape(-1))
@@ -369,6 +382,8 @@ def train(args):
     tail = min(args.eval_tail, eval_ctx - 1)
     report = {"config": cfg, "parameters": n_params, "steps": step, "tokens": tokens_seen,
               "train_seconds": train_seconds, "history": history,
+              "schedule": {"short_ctx": args.short_ctx, "short_frac": args.short_frac,
+                           "switch": phase_switch, "lr": args.lr, "batch": args.batch},
               "eval": {"ctx": eval_ctx, "tail": tail, "windows": args.eval_windows}}
     t0 = time.time()
     report["eval"]["heldout_bits_per_byte"] = evaluate(model, heldout, eval_ctx + 1, tail,
@@ -425,7 +440,11 @@ def main():
     t.add_argument("--hidden", type=int, default=768)
     t.add_argument("--ctx", type=int, default=16384)
     t.add_argument("--rope-base", type=float, default=500000.0)
-    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--batch", type=int, default=8, help="windows of --ctx tokens per step")
+    t.add_argument("--short-ctx", type=int, default=0,
+                   help="train the first --short-frac of the time on windows this short "
+                        "(as many tokens per step; 0: always --ctx)")
+    t.add_argument("--short-frac", type=float, default=0.6)
     t.add_argument("--accum", type=int, default=1)
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--weight-decay", type=float, default=0.1)
