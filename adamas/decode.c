@@ -91,6 +91,10 @@ static int prepare_step(const adamas_cache *c, const adamas_decode_params *p, co
     s->dense = p->selector == ADAMAS_SELECT_FULL || n <= budget;
     s->n_cand = s->dense ? 0 : n - p->sink - p->recent;
     s->k_free = s->dense ? 0 : budget - p->sink - p->recent;
+    const uint64_t shortlist = (uint64_t)p->rerank * s->k_free;
+    s->k_codes = p->rerank > 1 && shortlist > s->k_free
+                     ? (shortlist < s->n_cand ? (uint32_t)shortlist : s->n_cand)
+                     : s->k_free;
     s->nbins = 3 * c->cfg.head_dim + 1;
     return ADAMAS_OK;
 }
@@ -109,26 +113,53 @@ static uint32_t thread_index(void)
 #endif
 }
 
-/* Phase 2: code distances of the candidates in scan chunk `chunk` to every query head
- * of kv head g, with one histogram per head and chunk.  The grouped scan reads each
- * block of codes once for all the query heads of the kv head. */
-static void scan_chunk(const decode_step *s, adamas_workspace *ws, uint32_t g, uint32_t chunk)
+/* The k-th smallest distance counted in hist when it is at most limit (the bins up to
+ * limit are exact), else limit. */
+static uint16_t tighter_limit(const uint32_t *hist, uint32_t nbins, uint32_t k, uint16_t limit)
+{
+    uint32_t top = limit < nbins - 1 ? limit : nbins - 1, count = 0;
+    for (uint32_t v = 0; v <= top; v++)
+        count += hist[v];
+    if (count < k)
+        return limit;
+    while (count - hist[top] >= k)
+        count -= hist[top--];
+    return (uint16_t)top;
+}
+
+void adamas_scan_chunk(const decode_step *s, const uint64_t *qcode, size_t q_stride,
+                       uint32_t kv_head, uint32_t chunk, uint16_t *dist, size_t dist_stride,
+                       uint32_t *hist, size_t hist_stride, uint16_t *limit)
 {
     const adamas_cache *c = s->cache;
     const adamas_scan_group_fn scan = s->kern->scan_group[c->cfg.metric];
     const uint32_t group = c->group, first = chunk * ADAMAS_SCAN_CHUNK;
     const uint32_t end = first + ADAMAS_SCAN_CHUNK < s->n_cand ? first + ADAMAS_SCAN_CHUNK
                                                               : s->n_cand;
-    const size_t h0 = (size_t)g * group, hist_stride = (size_t)ws->scan_chunks * ws->cap_bins;
-    uint32_t *hist = ws->hist + (h0 * ws->scan_chunks + chunk) * ws->cap_bins;
     for (uint32_t j = 0; j < group; j++)
         memset(hist + j * hist_stride, 0, s->nbins * sizeof *hist);
-    for (uint32_t block = first; block < end; block += ADAMAS_SCAN_BLOCK) {
+    for (uint32_t block = first, b = 1; block < end; block += ADAMAS_SCAN_BLOCK, b++) {
         uint32_t len = end - block < ADAMAS_SCAN_BLOCK ? end - block : ADAMAS_SCAN_BLOCK;
-        scan(ws->qcode + h0 * ws->cap_words, ws->cap_words, group,
-             adamas_cache_codes(c, g, s->sink + block), c->code_words, len,
-             ws->dist + h0 * ws->cap_tokens + block, ws->cap_tokens, hist, hist_stride);
+        scan(qcode, q_stride, group, adamas_cache_codes(c, kv_head, s->sink + block),
+             c->code_words, len, dist + block, dist_stride, hist, hist_stride, limit);
+        /* Lower the limits after 1, 2, 4, 8, ... blocks and after the last: each
+         * update sums the bins up to the limit, and the limit falls fastest early. */
+        if ((b & (b - 1)) == 0 || block + len == end)
+            for (uint32_t j = 0; j < group; j++)
+                limit[j] = tighter_limit(hist + j * hist_stride, s->nbins, s->k_codes, limit[j]);
     }
+}
+
+/* Phase 2 in a step: scan chunk `chunk` of kv head g into the workspace; limit: this
+ * thread's histogram limits of every query head. */
+static void scan_chunk(const decode_step *s, adamas_workspace *ws, uint32_t g, uint32_t chunk,
+                       uint16_t *limit)
+{
+    const size_t h0 = (size_t)g * s->cache->group;
+    adamas_scan_chunk(s, ws->qcode + h0 * ws->cap_words, ws->cap_words, g, chunk,
+                      ws->dist + h0 * ws->cap_tokens, ws->cap_tokens,
+                      ws->hist + (h0 * ws->scan_chunks + chunk) * ws->cap_bins,
+                      (size_t)ws->scan_chunks * ws->cap_bins, limit + h0);
 }
 
 /* Phase 3: the attended set of query head h. */
@@ -241,9 +272,14 @@ static void run_step(const decode_step *s, adamas_workspace *ws, const float *q,
             }
         } else {
             if (scan) {
+                /* A limit holds for every chunk of its head in this step, whichever
+                 * thread lowered it: each thread carries its own. */
+                uint16_t *limit = ws->limit + (size_t)thread_index() * ws->cap_heads;
+                for (uint32_t h = 0; h < n_heads; h++)
+                    limit[h] = UINT16_MAX;
 #pragma omp for schedule(dynamic)
                 for (uint32_t item = 0; item < n_kv * scan_chunks; item++)
-                    scan_chunk(s, ws, item / scan_chunks, item % scan_chunks);
+                    scan_chunk(s, ws, item / scan_chunks, item % scan_chunks, limit);
             }
 #pragma omp for schedule(dynamic)
             for (uint32_t h = 0; h < n_heads; h++) {

@@ -40,6 +40,8 @@ typedef struct {
     bool dense;       /* every token attended: FULL, or n <= budget                */
     uint32_t n_cand;  /* ADAMAS/ORACLE: candidates [sink, n - recent)              */
     uint32_t k_free;  /* ADAMAS/ORACLE: candidates to pick                         */
+    uint32_t k_codes; /* ADAMAS: candidates the code distance picks: k_free, or the
+                         shortlist of a two-stage selection                        */
     uint32_t nbins;   /* distance histogram bins: 3*head_dim + 1                   */
 } decode_step;
 
@@ -55,6 +57,7 @@ struct adamas_workspace {
     uint64_t *qcode;      /* [cap_heads][cap_words]          query codes              */
     uint16_t *dist;       /* [cap_heads][cap_tokens]         distance per candidate   */
     uint32_t *hist;       /* [cap_heads][scan_chunks][cap_bins] per scan item          */
+    uint16_t *limit;      /* [cap_threads][cap_heads]        histogram limits         */
     uint32_t *set;        /* [cap_heads][cap_width]          attended tokens          */
     uint32_t *set_len;    /* [cap_heads]                     their count              */
     float *partial;       /* [cap_heads][attn_chunks][partial stride] m, s, o[d]      */
@@ -74,6 +77,18 @@ uint32_t adamas_step_threads(void);
 /* Phase 1: the planar code of query head h (transformed with the cache's thresholds,
  * or per-step thresholds once calibrated).  qh: [head_dim] scratch. */
 void adamas_encode_query(const decode_step *s, const float *q, float *qh, uint64_t *qcode);
+
+/* Phase 2 for scan chunk `chunk` of kv head kv_head: the code distances of the
+ * candidates in it to each query head j of the kv head (code qcode + j*q_stride) into
+ * dist + j*dist_stride (indexed by candidate), and head j's histogram of the chunk
+ * into hist + j*hist_stride.  A histogram counts only the distances up to limit[j],
+ * which it lowers to the k_codes-th smallest distance of the chunk once it knows it:
+ * no smaller limit than that, so every bin up to the k_codes-th smallest distance of
+ * all candidates (all that select reads) is exact.  limit[group]: UINT16_MAX at the
+ * start of a step, then carried from chunk to chunk of the kv head. */
+void adamas_scan_chunk(const decode_step *s, const uint64_t *qcode, size_t q_stride,
+                       uint32_t kv_head, uint32_t chunk, uint16_t *dist, size_t dist_stride,
+                       uint32_t *hist, size_t hist_stride, uint16_t *limit);
 
 /* Phase 3: the tokens query head h (reading kv head kv_head) attends to, ascending,
  * into set; returns their count.  For ADAMAS, dist are its code distances over the

@@ -39,11 +39,13 @@ typedef void (*adamas_scan_fn)(const uint64_t *q, const uint64_t *codes, size_t 
 
 /* The scan of `heads` query codes q + h*q_stride over the same keys: for h < heads,
  * dist + h*dist_stride and (when hist is not NULL) hist + h*hist_stride receive what
- * scan(q + h*q_stride, codes, words, n, ...) writes there. */
+ * scan(q + h*q_stride, codes, words, n, ...) writes there, except that when limit is
+ * not NULL head h counts only the distances <= limit[h] (a selection reads only the
+ * bins up to its threshold, and most keys lie far above it). */
 typedef void (*adamas_scan_group_fn)(const uint64_t *q, size_t q_stride, size_t heads,
                                      const uint64_t *codes, size_t words, size_t n,
                                      uint16_t *dist, size_t dist_stride, uint32_t *hist,
-                                     size_t hist_stride);
+                                     size_t hist_stride, const uint16_t *limit);
 
 /* The positions of a selection, given its threshold t: every j < cutoff with
  * dist[j] < t and every j >= cutoff with dist[j] <= t, ascending, written as base + j
@@ -114,10 +116,12 @@ void adamas_scan_l1_scalar(const uint64_t *q, const uint64_t *codes, size_t word
                            uint16_t *dist, uint32_t *hist);
 void adamas_scan_group_l1_scalar(const uint64_t *q, size_t q_stride, size_t heads,
                                  const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
-                                 size_t dist_stride, uint32_t *hist, size_t hist_stride);
+                                 size_t dist_stride, uint32_t *hist, size_t hist_stride,
+                                 const uint16_t *limit);
 void adamas_scan_group_xorw_scalar(const uint64_t *q, size_t q_stride, size_t heads,
                                    const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
-                                   size_t dist_stride, uint32_t *hist, size_t hist_stride);
+                                   size_t dist_stride, uint32_t *hist, size_t hist_stride,
+                                   const uint16_t *limit);
 void adamas_emit_scalar(const uint16_t *dist, uint32_t n, uint32_t t, uint32_t cutoff,
                         uint32_t base, uint32_t k, uint32_t *idx);
 void adamas_scan_xorw_scalar(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,

@@ -56,16 +56,14 @@ static void pick_by_codes(const decode_step *s, uint32_t kv_head, const float *q
                           const uint16_t *dist, const uint32_t *hist, size_t hist_stride,
                           uint32_t *picked, uint32_t *cand, float *score)
 {
-    const uint32_t n_cand = s->n_cand, k_free = s->k_free;
-    uint64_t wanted = (uint64_t)s->rerank * k_free;
-    if (s->rerank <= 1 || wanted <= k_free) {
+    const uint32_t n_cand = s->n_cand, k_free = s->k_free, n_short = s->k_codes;
+    if (n_short == k_free) {
         adamas_select_smallest_chunked(dist, n_cand, k_free, hist, hist_stride, ADAMAS_SCAN_CHUNK,
                                        s->nbins, s->sink, s->kern->emit, picked);
         return;
     }
     /* Two stages: codes shortlist R*k_free candidates, exact logits keep k_free.
      * The shortlist is ascending, so ties of the logit go to the more recent token. */
-    uint32_t n_short = wanted < n_cand ? (uint32_t)wanted : n_cand;
     adamas_select_smallest_chunked(dist, n_cand, n_short, hist, hist_stride, ADAMAS_SCAN_CHUNK,
                                    s->nbins, s->sink, s->kern->emit, cand);
     exact_logits(s, kv_head, q, cand, 0, n_short, score);

@@ -89,6 +89,7 @@ static size_t carve(adamas_workspace *ws)
         {(void **)&ws->hist, heads * ws->scan_chunks * ws->cap_bins * sizeof(uint32_t)},
         {(void **)&ws->set, heads * ws->cap_width * sizeof(uint32_t)},
         {(void **)&ws->set_len, heads * sizeof(uint32_t)},
+        {(void **)&ws->limit, threads * heads * sizeof(uint16_t)},
         {(void **)&ws->cand, threads * tokens * sizeof(uint32_t)},
         {(void **)&ws->dist, heads * tokens * sizeof(uint16_t)},
     };

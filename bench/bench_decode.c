@@ -636,41 +636,6 @@ static int case_build(bench_case *bc, const options *o, const shape *sh, uint32_
 
 /* ------------------------------------------------------- rows outside decode */
 
-/* Phase 2 of a decode step alone, as decode.c runs it: per kv head and chunk of
- * ADAMAS_SCAN_CHUNK candidates, blocks of ADAMAS_SCAN_BLOCK codes, each scanned by the
- * grouped scan for every query head of the kv head (distances and one histogram per
- * head and chunk). */
-static void scan_phase(bench_case *bc, int threads)
-{
-    const adamas_cache *c = bc->c16;
-    const adamas_kernels *kern;
-    if (adamas_kernels_get(&kern))
-        return;
-    const adamas_scan_group_fn scan = kern->scan_group[ADAMAS_METRIC_L1];
-    const uint32_t sink = 0, n_cand = bc->n - 1; /* the defaults: sink 0, recent 1 */
-    const uint32_t chunks = scan_chunks(n_cand), kv = bc->sh.kv_heads;
-    const uint32_t group = bc->sh.heads / kv, nbins = 3 * bc->sh.dim + 1;
-    const size_t words = adamas_code_words(bc->sh.dim);
-    (void)threads;
-#pragma omp parallel for schedule(dynamic) num_threads(threads)
-    for (uint32_t item = 0; item < kv * chunks; item++) {
-        const uint32_t g = item / chunks, chunk = item % chunks, first = chunk * ADAMAS_SCAN_CHUNK;
-        const uint32_t end =
-            first + ADAMAS_SCAN_CHUNK < n_cand ? first + ADAMAS_SCAN_CHUNK : n_cand;
-        for (uint32_t j = 0; j < group; j++)
-            memset(bc->hist + ((size_t)(g * group + j) * chunks + chunk) * nbins, 0,
-                   nbins * sizeof *bc->hist);
-        for (uint32_t block = first; block < end; block += ADAMAS_SCAN_BLOCK) {
-            uint32_t len = end - block < ADAMAS_SCAN_BLOCK ? end - block : ADAMAS_SCAN_BLOCK;
-            const size_t h0 = (size_t)g * group;
-            scan(bc->qcode + h0 * words, words, group, adamas_cache_codes(c, g, sink + block),
-                 words, len, bc->dist + h0 * bc->n + block, bc->n,
-                 bc->hist + (h0 * chunks + chunk) * nbins, (size_t)chunks * nbins);
-        }
-    }
-}
-
-#ifdef ADAMAS_BENCH_OPENBLAS
 static int thread_num(void)
 {
 #ifdef _OPENMP
@@ -679,6 +644,45 @@ static int thread_num(void)
     return 0;
 #endif
 }
+
+/* Phase 2 of a decode step alone, as decode.c runs it (adamas_scan_chunk): per kv head
+ * and chunk of ADAMAS_SCAN_CHUNK candidates, the grouped scan of every query head of
+ * the kv head (distances, and one histogram per head and chunk up to the limits of a
+ * selection of the first Adamas budget), each thread carrying its limits. */
+static void scan_phase(bench_case *bc, int threads, uint32_t budget)
+{
+    decode_step s = {.cache = bc->c16, .selector = ADAMAS_SELECT_ADAMAS, .n = bc->n};
+    if (adamas_kernels_get(&s.kern))
+        return;
+    s.sink = 0; /* the defaults: sink 0, recent 1 */
+    s.recent = 1;
+    s.n_cand = bc->n - 1;
+    s.k_free = s.k_codes = budget - 1;
+    s.nbins = 3 * bc->sh.dim + 1;
+    const uint32_t chunks = scan_chunks(s.n_cand), kv = bc->sh.kv_heads;
+    const uint32_t group = bc->sh.heads / kv;
+    const size_t words = adamas_code_words(bc->sh.dim);
+    uint16_t *limits = malloc((size_t)threads * bc->sh.heads * sizeof *limits);
+    if (!limits)
+        return;
+#pragma omp parallel num_threads(threads)
+    {
+        uint16_t *limit = limits + (size_t)thread_num() * bc->sh.heads;
+        for (uint32_t h = 0; h < bc->sh.heads; h++)
+            limit[h] = UINT16_MAX;
+#pragma omp for schedule(dynamic)
+        for (uint32_t item = 0; item < kv * chunks; item++) {
+            const uint32_t g = item / chunks, chunk = item % chunks;
+            const size_t h0 = (size_t)g * group;
+            adamas_scan_chunk(&s, bc->qcode + h0 * words, words, g, chunk, bc->dist + h0 * bc->n,
+                              bc->n, bc->hist + (h0 * chunks + chunk) * s.nbins,
+                              (size_t)chunks * s.nbins, limit + h0);
+        }
+    }
+    free(limits);
+}
+
+#ifdef ADAMAS_BENCH_OPENBLAS
 
 /* Dense decode on the f32 cache with OpenBLAS (one BLAS thread per call): per kv head,
  * or per part of one when there are fewer kv heads than threads, the logits of its
@@ -828,7 +832,7 @@ static adamas_cache *row_cache(const bench_case *bc, const row *r)
 static int run_once(bench_case *bc, row *r, int threads, uint32_t *selected)
 {
     if (r->kind == ROW_SCAN) {
-        scan_phase(bc, threads);
+        scan_phase(bc, threads, r->p.budget);
         return 0;
     }
     if (r->kind == ROW_BLAS) {
@@ -951,8 +955,10 @@ static uint32_t make_rows(const options *o, const bench_case *bc, row *rows)
     if (bc->c32 && (o->selectors & SEL_BLAS))
         add_row(rows, &n, "blas", ROW_BLAS, ADAMAS_F32, ADAMAS_SELECT_FULL, 0, 0);
 #endif
-    if (o->selectors & SEL_SCAN)
+    if (o->selectors & SEL_SCAN) { /* histograms as for the baseline budget */
         add_row(rows, &n, "scan", ROW_SCAN, ADAMAS_F16, ADAMAS_SELECT_ADAMAS, 0, 0);
+        rows[n - 1].p.budget = o->baseline_budget;
+    }
     for (uint32_t i = 0; i < o->n_budgets; i++)
         if (o->selectors & SEL_ADAMAS)
             add_row(rows, &n, "adamas", ROW_DECODE, ADAMAS_F16, ADAMAS_SELECT_ADAMAS,

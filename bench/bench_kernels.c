@@ -130,7 +130,7 @@ static void scan_group_body(const variant *v, void *p)
     scan_ctx *c = p;
     const size_t nbins = 3 * c->d + 1;
     v->k.scan_group[c->metric](c->q, c->words, GROUP, c->codes, c->words, N_KEYS, c->dist,
-                               N_KEYS, c->hist, nbins);
+                               N_KEYS, c->hist, nbins, NULL);
     sink_u = c->dist[N_KEYS / 2];
 }
 

@@ -393,14 +393,18 @@ static void scan_xorw_avx2(const uint64_t *q, const uint64_t *codes, size_t word
 /* Heads per pass of the grouped scan: their queries stay in registers. */
 #define GROUP_PASS_HEADS 4
 
-/* hist + h*hist_stride += 1 at each of the m distances dist[0..m) + h*dist_stride.
- * Heads interleaved: equal distances of one head rarely follow each other. */
+/* hist + h*hist_stride += 1 at each of the m distances dist[0..m) + h*dist_stride that
+ * is <= limit[h].  Heads interleaved: equal distances of one head rarely follow each
+ * other. */
 static inline void count_batch(const uint16_t *dist, size_t dist_stride, size_t heads, size_t m,
-                               uint32_t *hist, size_t hist_stride)
+                               uint32_t *hist, size_t hist_stride, const uint16_t *limit)
 {
     for (size_t i = 0; i < m; i++)
-        for (size_t h = 0; h < heads; h++)
-            hist[h * hist_stride + dist[h * dist_stride + i]]++;
+        for (size_t h = 0; h < heads; h++) {
+            uint16_t v = dist[h * dist_stride + i];
+            if (v <= limit[h])
+                hist[h * hist_stride + v]++;
+        }
 }
 
 /* The query heads of a GQA group, batch by batch: the 8 keys of a batch are scanned
@@ -411,14 +415,17 @@ static inline void count_batch(const uint16_t *dist, size_t dist_stride, size_t 
 static inline void scan_group_words(const uint64_t *q, size_t q_stride, size_t heads,
                                     const uint64_t *codes, size_t words, size_t n,
                                     uint16_t *dist, size_t dist_stride, uint32_t *hist,
-                                    size_t hist_stride, int xorw)
+                                    size_t hist_stride, const uint16_t *limit, int xorw)
 {
     const size_t batch_bytes = 8 * words * sizeof(uint64_t);
     for (size_t h0 = 0; h0 < heads; h0 += GROUP_PASS_HEADS) {
         const size_t pass = heads - h0 < GROUP_PASS_HEADS ? heads - h0 : GROUP_PASS_HEADS;
         __m256i qv[GROUP_PASS_HEADS][8];
-        for (size_t h = 0; h < pass; h++)
+        uint16_t lim[GROUP_PASS_HEADS];
+        for (size_t h = 0; h < pass; h++) {
             load_query(q + (h0 + h) * q_stride, words, qv[h]);
+            lim[h] = limit ? limit[h0 + h] : UINT16_MAX;
+        }
         uint16_t *d0 = dist + h0 * dist_stride;
         uint32_t *hist0 = hist ? hist + h0 * hist_stride : NULL;
         size_t j = 0;
@@ -429,48 +436,51 @@ static inline void scan_group_words(const uint64_t *q, size_t q_stride, size_t h
             for (size_t h = 0; h < pass; h++)
                 scan_batch(qv[h], codes + j * words, words, 8, 0, xorw, d0 + h * dist_stride + j);
             if (hist0 && j > 0)
-                count_batch(d0 + j - 8, dist_stride, pass, 8, hist0, hist_stride);
+                count_batch(d0 + j - 8, dist_stride, pass, 8, hist0, hist_stride, lim);
         }
         if (hist0 && j > 0)
-            count_batch(d0 + j - 8, dist_stride, pass, 8, hist0, hist_stride);
+            count_batch(d0 + j - 8, dist_stride, pass, 8, hist0, hist_stride, lim);
         if (j < n) {
             for (size_t h = 0; h < pass; h++)
                 scan_batch(qv[h], codes + j * words, words, n - j, 1, xorw,
                            d0 + h * dist_stride + j);
             if (hist0)
-                count_batch(d0 + j, dist_stride, pass, n - j, hist0, hist_stride);
+                count_batch(d0 + j, dist_stride, pass, n - j, hist0, hist_stride, lim);
         }
     }
 }
 
 static inline void scan_group(const uint64_t *q, size_t q_stride, size_t heads,
                               const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
-                              size_t dist_stride, uint32_t *hist, size_t hist_stride, int xorw)
+                              size_t dist_stride, uint32_t *hist, size_t hist_stride,
+                              const uint16_t *limit, int xorw)
 {
     switch (words) {
-    case 2: scan_group_words(q, q_stride, heads, codes, 2, n, dist, dist_stride, hist, hist_stride, xorw); break;
-    case 4: scan_group_words(q, q_stride, heads, codes, 4, n, dist, dist_stride, hist, hist_stride, xorw); break;
-    case 8: scan_group_words(q, q_stride, heads, codes, 8, n, dist, dist_stride, hist, hist_stride, xorw); break;
-    case 16: scan_group_words(q, q_stride, heads, codes, 16, n, dist, dist_stride, hist, hist_stride, xorw); break;
-    case 32: scan_group_words(q, q_stride, heads, codes, 32, n, dist, dist_stride, hist, hist_stride, xorw); break;
+    case 2: scan_group_words(q, q_stride, heads, codes, 2, n, dist, dist_stride, hist, hist_stride, limit, xorw); break;
+    case 4: scan_group_words(q, q_stride, heads, codes, 4, n, dist, dist_stride, hist, hist_stride, limit, xorw); break;
+    case 8: scan_group_words(q, q_stride, heads, codes, 8, n, dist, dist_stride, hist, hist_stride, limit, xorw); break;
+    case 16: scan_group_words(q, q_stride, heads, codes, 16, n, dist, dist_stride, hist, hist_stride, limit, xorw); break;
+    case 32: scan_group_words(q, q_stride, heads, codes, 32, n, dist, dist_stride, hist, hist_stride, limit, xorw); break;
     default:
         (xorw ? adamas_scan_group_xorw_scalar : adamas_scan_group_l1_scalar)(
-            q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride);
+            q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride, limit);
     }
 }
 
 static void scan_group_l1_avx2(const uint64_t *q, size_t q_stride, size_t heads,
                                const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
-                               size_t dist_stride, uint32_t *hist, size_t hist_stride)
+                               size_t dist_stride, uint32_t *hist, size_t hist_stride,
+                               const uint16_t *limit)
 {
-    scan_group(q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride, 0);
+    scan_group(q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride, limit, 0);
 }
 
 static void scan_group_xorw_avx2(const uint64_t *q, size_t q_stride, size_t heads,
                                  const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
-                                 size_t dist_stride, uint32_t *hist, size_t hist_stride)
+                                 size_t dist_stride, uint32_t *hist, size_t hist_stride,
+                                 const uint16_t *limit)
 {
-    scan_group(q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride, 1);
+    scan_group(q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride, limit, 1);
 }
 
 /* ====================================================== attention arithmetic */

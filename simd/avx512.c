@@ -277,6 +277,13 @@ static inline __m512i pair_sums(__m512i a, __m512i b, int weighted)
     return _mm512_add_epi64(e, weighted ? _mm512_slli_epi64(o, 1) : o);
 }
 
+/* (acc >> 16) | (counts << 48) per 64-bit lane: the counts enter the top field as the
+ * others move down one (vpshrdvq). */
+__attribute__((target("avx512vbmi2"))) static inline __m512i funnel_in_16(__m512i acc, __m512i counts)
+{
+    return _mm512_shrdv_epi64(acc, counts, _mm512_set1_epi64(16));
+}
+
 /* How far ahead of the batch in use the scan prefetches its codes. */
 #define SCAN_PREFETCH_BYTES 4096
 
@@ -440,23 +447,35 @@ static void scan_xorw_avx512(const uint64_t *q, const uint64_t *codes, size_t wo
 /*
  * The query heads of a GQA group scan the same keys, so the grouped scan takes them
  * PASS_HEADS at a time: each register of key codes is loaded and prepared once per
- * pass, and the lane popcounts of head h are shifted to bits [16h, 16h + 16) of their
- * 64-bit lane (a distance is at most 3*1024 < 2^16, so no field carries into the
- * next), and a single reduction tree adds the lanes of every head of the pass.  The
- * weight 2 of the high plane rides in the same shift.
+ * pass, and the lane popcounts of head h go to bits [16h, 16h + 16) of their 64-bit
+ * lane (a distance is at most 3*1024 < 2^16, so no field carries into the next), and
+ * a single reduction tree adds the lanes of every head of the pass.  With VBMI2 one
+ * funnel shift per head (vpshrdvq) moves the lane counts in: each head's counts enter
+ * at the top of the lane as the earlier heads' move down 16 bits, and the weight 2 of
+ * the high plane is applied once, in the first level of the tree.  Without it, a
+ * variable shift and an add per head, the weight riding in the shift.
  *
  * L1 without a shuffle per head: with s = swap_planes(key) and m = key ^ s kept in the
  * high-plane lanes only, the high plane of l1_planes is x.hi & ~(x.lo & m), and x.lo,
  * seen from the high lane, is s ^ swap_planes(q): two ternary-logic ops per head,
  * s and m once per key register.
+ *
+ * The histogram counts only the distances <= the head's limit (a selection's
+ * threshold lies far below most keys).  With VBMI2 the batch's distances are compared
+ * with the limits in one instruction and the few that pass are compressed, tagged
+ * with their head, into a small buffer that is counted every few batches; without
+ * it, each distance is compared and counted after the next batch is computed.
  */
 #define PASS_HEADS 4
 
 /* Keys per sub-block: their codes stay in L1 for every pass over them. */
 #define GROUP_BLOCK_KEYS 256
 
+/* Counted distances buffered before they are added to the histograms (VBMI2). */
+#define COUNT_FLUSH 64
+
 /* One head of a pass: the query aligned with the registers of one key (as in
- * scan_words), its planes swapped, and its lane shifts. */
+ * scan_words), its planes swapped, and its lane shifts (without VBMI2). */
 typedef struct {
     __m512i q[4], qs[4], shift;
 } pass_query;
@@ -467,11 +486,12 @@ static inline __m512i group_l1_planes(__m512i key, __m512i s, __m512i m, __m512i
     return _mm512_ternarylogic_epi64(key, q, t, 0x14); /* (key ^ q) & ~t */
 }
 
-/* Distances of m <= 8 keys to each of the heads of a pass, into dist + h*dist_stride;
- * words, tail, xorw and vpopcnt as in scan_batch. */
-static inline void scan_group_batch(const pass_query *pq, size_t heads, const uint64_t *codes,
-                                    size_t words, size_t m, int tail, int xorw, int vpopcnt,
-                                    uint16_t *dist, size_t dist_stride)
+/* The distances of m <= 8 keys to each of the heads of a pass, lane j holding those
+ * of key j, head h in bits [16h, 16h + 16); words, tail, xorw and vpopcnt as in
+ * scan_batch; vbmi2: the funnel shift (see above). */
+static inline __m512i scan_group_batch(const pass_query *pq, size_t heads, const uint64_t *codes,
+                                       size_t words, size_t m, int tail, int xorw, int vpopcnt,
+                                       int vbmi2)
 {
     const size_t regs_per_key = words >= 8 ? words / 8 : 1;
     const size_t n_regs = words >= 8 ? 8 : words;
@@ -482,23 +502,35 @@ static inline void scan_group_batch(const pass_query *pq, size_t heads, const ui
             size_t at = r * regs_per_key + k;
             __m512i key = load_key_register(codes, words, m, at, tail);
             __m512i s = swap_planes(key), hi_differ = _mm512_maskz_xor_epi64(0xAA, key, s);
+            __m512i packed = _mm512_setzero_si512();
             for (size_t h = 0; h < heads; h++) {
                 __m512i planes = xorw ? xorw_planes(key, pq[h].q[k])
                                       : group_l1_planes(key, s, hi_differ, pq[h].q[k], pq[h].qs[k]);
                 __m512i counts = vpopcnt ? lane_popcounts_vpopcnt(planes) : lane_popcounts_vpshufb(planes);
-                sum = _mm512_add_epi64(sum, _mm512_sllv_epi64(counts, pq[h].shift));
+                packed = vbmi2 ? funnel_in_16(packed, counts)
+                               : _mm512_add_epi64(packed, _mm512_sllv_epi64(counts, pq[h].shift));
             }
+            if (vbmi2 && heads < PASS_HEADS) /* the first head to bits [0, 16) */
+                packed = _mm512_srli_epi64(packed, (unsigned)(16 * (PASS_HEADS - heads)));
+            sum = k ? _mm512_add_epi64(sum, packed) : packed;
         }
         c[r] = sum;
     }
-    for (size_t n = n_regs; n > 1; n /= 2)
+    for (size_t n = n_regs, weighted = (size_t)vbmi2; n > 1; n /= 2, weighted = 0)
         for (size_t r = 0; r < n / 2; r++)
-            c[r] = pair_sums(c[2 * r], c[2 * r + 1], 0);
+            c[r] = pair_sums(c[2 * r], c[2 * r + 1], (int)weighted);
+    return c[0];
+}
+
+/* Store the distances of a batch (scan_group_batch's lanes) to dist + h*dist_stride. */
+static inline void store_group_batch(__m512i c, size_t heads, size_t m, int tail, uint16_t *dist,
+                                     size_t dist_stride)
+{
     /* lane j holds the 4 distances of key j: transpose to 8 distances per head */
     static const uint16_t by_head[32] = {0, 4, 8,  12, 16, 20, 24, 28, 1, 5, 9,  13, 17, 21, 25, 29,
                                          2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31};
     uint16_t out[32] __attribute__((aligned(64)));
-    _mm512_store_si512(out, _mm512_permutexvar_epi16(_mm512_loadu_si512(by_head), c[0]));
+    _mm512_store_si512(out, _mm512_permutexvar_epi16(_mm512_loadu_si512(by_head), c));
     for (size_t h = 0; h < heads; h++) {
         __m128i d16 = _mm_load_si128((const __m128i *)(out + 8 * h));
         if (tail)
@@ -508,27 +540,57 @@ static inline void scan_group_batch(const pass_query *pq, size_t heads, const ui
     }
 }
 
-/* hist + h*hist_stride += 1 at each of the m distances dist[0..m) + h*dist_stride.
- * Heads interleaved: equal distances of one head rarely follow each other. */
+/* hist + h*hist_stride += 1 at each of the m distances dist[0..m) + h*dist_stride that
+ * is <= limit[h].  Heads interleaved: equal distances of one head rarely follow each
+ * other. */
 static inline void count_batch(const uint16_t *dist, size_t dist_stride, size_t heads, size_t m,
-                               uint32_t *hist, size_t hist_stride)
+                               uint32_t *hist, size_t hist_stride, const uint16_t *limit)
 {
     for (size_t i = 0; i < m; i++)
-        for (size_t h = 0; h < heads; h++)
-            hist[h * hist_stride + dist[h * dist_stride + i]]++;
+        for (size_t h = 0; h < heads; h++) {
+            uint16_t v = dist[h * dist_stride + i];
+            if (v <= limit[h])
+                hist[h * hist_stride + v]++;
+        }
+}
+
+/* The distances a batch counts (VBMI2): those <= their head's limit (limits: the
+ * limit of head h in bits [16h, 16h + 16) of every lane) among the valid fields,
+ * tagged with their head in bits 12 and 13 (a distance is below 2^12), appended to
+ * buf[*n]. */
+__attribute__((target("avx512vbmi2"))) static inline void
+buffer_counted(__m512i c, __m512i limits, __mmask32 valid, uint16_t *buf, size_t *n)
+{
+    const __m512i tags = _mm512_set1_epi64(0x3000200010000000ll);
+    __mmask32 take = _mm512_mask_cmple_epu16_mask(valid, c, limits);
+    _mm512_storeu_si512(buf + *n, _mm512_maskz_compress_epi16(take, _mm512_or_si512(c, tags)));
+    *n += (size_t)__builtin_popcount(take);
+}
+
+/* Add the n tagged distances of buf to the histograms of their heads. */
+static inline void count_buffered(const uint16_t *buf, size_t n, uint32_t *hist, size_t hist_stride)
+{
+    for (size_t i = 0; i < n; i++)
+        hist[(buf[i] >> 12) * hist_stride + (buf[i] & 0xFFF)]++;
 }
 
 /* One pass of `heads` heads (a constant after inlining) over len keys; prefetch: ask
  * for the codes ahead, as scan_words does (the first pass over a block only). */
 static inline void scan_pass(const pass_query *pq, size_t heads, const uint64_t *block,
-                             size_t words, size_t len, int xorw, int vpopcnt, int prefetch,
-                             uint16_t *dist, size_t dist_stride, uint32_t *hist,
-                             size_t hist_stride)
+                             size_t words, size_t len, int xorw, int vpopcnt, int vbmi2,
+                             int prefetch, uint16_t *dist, size_t dist_stride, uint32_t *hist,
+                             size_t hist_stride, const uint16_t *limit)
 {
     const size_t batch_bytes = 8 * words * sizeof(uint64_t);
-    /* The histogram counts each batch after the next one is computed: its scalar
-     * loads and stores then run beside vector work instead of after it.  Counted after
-     * the block, it cost as much as the distances themselves. */
+    const __mmask32 head_fields = (__mmask32)(0x11111111u * ((1u << heads) - 1));
+    uint64_t packed_limits = 0;
+    for (size_t h = 0; h < heads; h++)
+        packed_limits |= (uint64_t)limit[h] << (16 * h);
+    const __m512i limits = _mm512_set1_epi64((long long)packed_limits);
+    uint16_t buf[COUNT_FLUSH + 32];
+    size_t buffered = 0;
+    /* Without VBMI2 the histogram counts each batch after the next one is computed:
+     * its scalar loads and stores then run beside vector work instead of after it. */
     size_t j = 0;
     for (; j + 8 <= len; j += 8) {
         if (prefetch) {
@@ -536,25 +598,39 @@ static inline void scan_pass(const pass_query *pq, size_t heads, const uint64_t 
             for (size_t off = 0; off < batch_bytes; off += 64)
                 _mm_prefetch(ahead + off, _MM_HINT_T0);
         }
-        scan_group_batch(pq, heads, block + j * words, words, 8, 0, xorw, vpopcnt, dist + j,
-                         dist_stride);
-        if (hist && j > 0)
-            count_batch(dist + j - 8, dist_stride, heads, 8, hist, hist_stride);
+        __m512i c = scan_group_batch(pq, heads, block + j * words, words, 8, 0, xorw, vpopcnt, vbmi2);
+        store_group_batch(c, heads, 8, 0, dist + j, dist_stride);
+        if (hist && vbmi2) {
+            buffer_counted(c, limits, head_fields, buf, &buffered);
+            if (buffered >= COUNT_FLUSH) {
+                count_buffered(buf, buffered, hist, hist_stride);
+                buffered = 0;
+            }
+        }
+        if (hist && !vbmi2 && j > 0)
+            count_batch(dist + j - 8, dist_stride, heads, 8, hist, hist_stride, limit);
     }
-    if (hist && j > 0)
-        count_batch(dist + j - 8, dist_stride, heads, 8, hist, hist_stride);
+    if (hist && !vbmi2 && j > 0)
+        count_batch(dist + j - 8, dist_stride, heads, 8, hist, hist_stride, limit);
     if (j < len) {
-        scan_group_batch(pq, heads, block + j * words, words, len - j, 1, xorw, vpopcnt,
-                         dist + j, dist_stride);
-        if (hist)
-            count_batch(dist + j, dist_stride, heads, len - j, hist, hist_stride);
+        __m512i c = scan_group_batch(pq, heads, block + j * words, words, len - j, 1, xorw,
+                                     vpopcnt, vbmi2);
+        store_group_batch(c, heads, len - j, 1, dist + j, dist_stride);
+        if (hist && vbmi2)
+            buffer_counted(c, limits, head_fields & (__mmask32)((1u << (4 * (len - j))) - 1), buf,
+                           &buffered);
+        if (hist && !vbmi2)
+            count_batch(dist + j, dist_stride, heads, len - j, hist, hist_stride, limit);
     }
+    if (hist && vbmi2)
+        count_buffered(buf, buffered, hist, hist_stride);
 }
 
 static inline void scan_group_words(const uint64_t *q, size_t q_stride, size_t heads,
                                     const uint64_t *codes, size_t words, size_t n,
                                     uint16_t *dist, size_t dist_stride, uint32_t *hist,
-                                    size_t hist_stride, int xorw, int vpopcnt)
+                                    size_t hist_stride, const uint16_t *limit, int xorw,
+                                    int vpopcnt, int vbmi2)
 {
     for (size_t first = 0; first < n; first += GROUP_BLOCK_KEYS) {
         const size_t len = n - first < GROUP_BLOCK_KEYS ? n - first : GROUP_BLOCK_KEYS;
@@ -562,6 +638,7 @@ static inline void scan_group_words(const uint64_t *q, size_t q_stride, size_t h
         for (size_t h0 = 0; h0 < heads; h0 += PASS_HEADS) {
             const size_t pass = heads - h0 < PASS_HEADS ? heads - h0 : PASS_HEADS;
             pass_query pq[PASS_HEADS];
+            uint16_t lim[PASS_HEADS];
             for (size_t h = 0; h < pass; h++) {
                 const uint64_t *qh = q + (h0 + h) * q_stride;
                 if (words == 2)
@@ -575,26 +652,27 @@ static inline void scan_group_words(const uint64_t *q, size_t q_stride, size_t h
                     pq[h].qs[k] = swap_planes(pq[h].q[k]);
                 pq[h].shift = _mm512_add_epi64(_mm512_set1_epi64((long long)(16 * h)),
                                                _mm512_setr_epi64(0, 1, 0, 1, 0, 1, 0, 1));
+                lim[h] = limit ? limit[h0 + h] : UINT16_MAX;
             }
             uint16_t *dist_pass = dist + h0 * dist_stride + first;
             uint32_t *hist_pass = hist ? hist + h0 * hist_stride : NULL;
             /* the head count a constant: the queries stay in registers */
             switch (pass) {
             case 1:
-                scan_pass(pq, 1, block, words, len, xorw, vpopcnt, h0 == 0, dist_pass,
-                          dist_stride, hist_pass, hist_stride);
+                scan_pass(pq, 1, block, words, len, xorw, vpopcnt, vbmi2, h0 == 0, dist_pass,
+                          dist_stride, hist_pass, hist_stride, lim);
                 break;
             case 2:
-                scan_pass(pq, 2, block, words, len, xorw, vpopcnt, h0 == 0, dist_pass,
-                          dist_stride, hist_pass, hist_stride);
+                scan_pass(pq, 2, block, words, len, xorw, vpopcnt, vbmi2, h0 == 0, dist_pass,
+                          dist_stride, hist_pass, hist_stride, lim);
                 break;
             case 3:
-                scan_pass(pq, 3, block, words, len, xorw, vpopcnt, h0 == 0, dist_pass,
-                          dist_stride, hist_pass, hist_stride);
+                scan_pass(pq, 3, block, words, len, xorw, vpopcnt, vbmi2, h0 == 0, dist_pass,
+                          dist_stride, hist_pass, hist_stride, lim);
                 break;
             default:
-                scan_pass(pq, 4, block, words, len, xorw, vpopcnt, h0 == 0, dist_pass,
-                          dist_stride, hist_pass, hist_stride);
+                scan_pass(pq, 4, block, words, len, xorw, vpopcnt, vbmi2, h0 == 0, dist_pass,
+                          dist_stride, hist_pass, hist_stride, lim);
             }
         }
     }
@@ -602,53 +680,68 @@ static inline void scan_group_words(const uint64_t *q, size_t q_stride, size_t h
 
 static inline void scan_group(const uint64_t *q, size_t q_stride, size_t heads,
                               const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
-                              size_t dist_stride, uint32_t *hist, size_t hist_stride, int xorw,
-                              int vpopcnt)
+                              size_t dist_stride, uint32_t *hist, size_t hist_stride,
+                              const uint16_t *limit, int xorw, int vpopcnt, int vbmi2)
 {
     switch (words) {
-    case 2: scan_group_words(q, q_stride, heads, codes, 2, n, dist, dist_stride, hist, hist_stride, xorw, vpopcnt); break;
-    case 4: scan_group_words(q, q_stride, heads, codes, 4, n, dist, dist_stride, hist, hist_stride, xorw, vpopcnt); break;
-    case 8: scan_group_words(q, q_stride, heads, codes, 8, n, dist, dist_stride, hist, hist_stride, xorw, vpopcnt); break;
-    case 16: scan_group_words(q, q_stride, heads, codes, 16, n, dist, dist_stride, hist, hist_stride, xorw, vpopcnt); break;
-    case 32: scan_group_words(q, q_stride, heads, codes, 32, n, dist, dist_stride, hist, hist_stride, xorw, vpopcnt); break;
+    case 2: scan_group_words(q, q_stride, heads, codes, 2, n, dist, dist_stride, hist, hist_stride, limit, xorw, vpopcnt, vbmi2); break;
+    case 4: scan_group_words(q, q_stride, heads, codes, 4, n, dist, dist_stride, hist, hist_stride, limit, xorw, vpopcnt, vbmi2); break;
+    case 8: scan_group_words(q, q_stride, heads, codes, 8, n, dist, dist_stride, hist, hist_stride, limit, xorw, vpopcnt, vbmi2); break;
+    case 16: scan_group_words(q, q_stride, heads, codes, 16, n, dist, dist_stride, hist, hist_stride, limit, xorw, vpopcnt, vbmi2); break;
+    case 32: scan_group_words(q, q_stride, heads, codes, 32, n, dist, dist_stride, hist, hist_stride, limit, xorw, vpopcnt, vbmi2); break;
     default:
         (xorw ? adamas_scan_group_xorw_scalar : adamas_scan_group_l1_scalar)(
-            q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride);
+            q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride, limit);
     }
 }
 
 #define DEFINE_SCAN_GROUP(name, attrs, xorw, vpopcnt)                                        \
     attrs void name(const uint64_t *q, size_t q_stride, size_t heads, const uint64_t *codes, \
                     size_t words, size_t n, uint16_t *dist, size_t dist_stride,             \
-                    uint32_t *hist, size_t hist_stride)                                     \
+                    uint32_t *hist, size_t hist_stride, const uint16_t *limit)              \
     {                                                                                       \
         scan_group(q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride, \
-                   xorw, vpopcnt);                                                          \
+                   limit, xorw, vpopcnt, vpopcnt);                                          \
     }
 
+/* The VPOPCNTQ variants take VBMI2 too (every CPU with the first but Knights Mill has
+ * the second); the vpshufb variants need neither. */
 DEFINE_SCAN_GROUP(adamas_scan_group_l1_avx512_vpopcnt,
-                  __attribute__((target("avx512vpopcntdq"), flatten)), 0, 1)
+                  __attribute__((target("avx512vpopcntdq,avx512vbmi2"), flatten)), 0, 1)
 DEFINE_SCAN_GROUP(adamas_scan_group_xorw_avx512_vpopcnt,
-                  __attribute__((target("avx512vpopcntdq"), flatten)), 1, 1)
+                  __attribute__((target("avx512vpopcntdq,avx512vbmi2"), flatten)), 1, 1)
 DEFINE_SCAN_GROUP(adamas_scan_group_l1_avx512_vpshufb, __attribute__((flatten)), 0, 0)
 DEFINE_SCAN_GROUP(adamas_scan_group_xorw_avx512_vpshufb, __attribute__((flatten)), 1, 0)
 
+int adamas_avx512_has_vpopcntdq_vbmi2(void)
+{
+    static atomic_int known; /* 0: not asked yet, 1: no, 2: yes */
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (!k) {
+        k = adamas_avx512_has_vpopcntdq() && __builtin_cpu_supports("avx512vbmi2") ? 2 : 1;
+        atomic_store_explicit(&known, k, memory_order_relaxed);
+    }
+    return k == 2;
+}
+
 static void scan_group_l1_avx512(const uint64_t *q, size_t q_stride, size_t heads,
                                  const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
-                                 size_t dist_stride, uint32_t *hist, size_t hist_stride)
+                                 size_t dist_stride, uint32_t *hist, size_t hist_stride,
+                                 const uint16_t *limit)
 {
-    (adamas_avx512_has_vpopcntdq() ? adamas_scan_group_l1_avx512_vpopcnt
-                                   : adamas_scan_group_l1_avx512_vpshufb)(
-        q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride);
+    (adamas_avx512_has_vpopcntdq_vbmi2() ? adamas_scan_group_l1_avx512_vpopcnt
+                                         : adamas_scan_group_l1_avx512_vpshufb)(
+        q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride, limit);
 }
 
 static void scan_group_xorw_avx512(const uint64_t *q, size_t q_stride, size_t heads,
                                    const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
-                                   size_t dist_stride, uint32_t *hist, size_t hist_stride)
+                                   size_t dist_stride, uint32_t *hist, size_t hist_stride,
+                                   const uint16_t *limit)
 {
-    (adamas_avx512_has_vpopcntdq() ? adamas_scan_group_xorw_avx512_vpopcnt
-                                   : adamas_scan_group_xorw_avx512_vpshufb)(
-        q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride);
+    (adamas_avx512_has_vpopcntdq_vbmi2() ? adamas_scan_group_xorw_avx512_vpopcnt
+                                         : adamas_scan_group_xorw_avx512_vpshufb)(
+        q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride, limit);
 }
 
 /* ============================================================ selection emit */

@@ -533,22 +533,38 @@ static void widen_q8_0_neon(float *dst, const void *blocks, size_t n_blocks)
 /* The heads of a group one after another: each reads its own copy of the row or the
  * codes, from L1 after the first.  Where a NEON core is compute bound on GQA is not
  * measured yet, so no wider kernels are written for it. */
+static void scan_group_neon(adamas_scan_fn scan, const uint64_t *q, size_t q_stride,
+                            size_t heads, const uint64_t *codes, size_t words, size_t n,
+                            uint16_t *dist, size_t dist_stride, uint32_t *hist,
+                            size_t hist_stride, const uint16_t *limit)
+{
+    for (size_t h = 0; h < heads; h++) {
+        uint16_t *dh = dist + h * dist_stride;
+        uint32_t *hh = hist ? hist + h * hist_stride : NULL;
+        scan(q + h * q_stride, codes, words, n, dh, limit ? NULL : hh);
+        if (hh && limit)
+            for (size_t j = 0; j < n; j++)
+                if (dh[j] <= limit[h])
+                    hh[dh[j]]++;
+    }
+}
+
 static void scan_group_l1_neon(const uint64_t *q, size_t q_stride, size_t heads,
                                const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
-                               size_t dist_stride, uint32_t *hist, size_t hist_stride)
+                               size_t dist_stride, uint32_t *hist, size_t hist_stride,
+                               const uint16_t *limit)
 {
-    for (size_t h = 0; h < heads; h++)
-        scan_l1_neon(q + h * q_stride, codes, words, n, dist + h * dist_stride,
-                     hist ? hist + h * hist_stride : NULL);
+    scan_group_neon(scan_l1_neon, q, q_stride, heads, codes, words, n, dist, dist_stride, hist,
+                    hist_stride, limit);
 }
 
 static void scan_group_xorw_neon(const uint64_t *q, size_t q_stride, size_t heads,
                                  const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
-                                 size_t dist_stride, uint32_t *hist, size_t hist_stride)
+                                 size_t dist_stride, uint32_t *hist, size_t hist_stride,
+                                 const uint16_t *limit)
 {
-    for (size_t h = 0; h < heads; h++)
-        scan_xorw_neon(q + h * q_stride, codes, words, n, dist + h * dist_stride,
-                       hist ? hist + h * hist_stride : NULL);
+    scan_group_neon(scan_xorw_neon, q, q_stride, heads, codes, words, n, dist, dist_stride,
+                    hist, hist_stride, limit);
 }
 
 #define DEFINE_DOT_GROUP(name, dot)                                                      \

@@ -21,6 +21,10 @@
 /* 1 if this CPU has AVX512_VPOPCNTDQ: the table's scan then uses VPOPCNTQ. */
 int adamas_avx512_has_vpopcntdq(void);
 
+/* 1 if it has AVX512_VPOPCNTDQ and AVX512_VBMI2: the table's grouped scan then uses
+ * its _vpopcnt variant. */
+int adamas_avx512_has_vpopcntdq_vbmi2(void);
+
 /* Distance scans with VPOPCNTQ (need AVX512_VPOPCNTDQ)... */
 void adamas_scan_l1_avx512_vpopcnt(const uint64_t *q, const uint64_t *codes, size_t words,
                                    size_t n, uint16_t *dist, uint32_t *hist);
@@ -32,23 +36,23 @@ void adamas_scan_l1_avx512_vpshufb(const uint64_t *q, const uint64_t *codes, siz
 void adamas_scan_xorw_avx512_vpshufb(const uint64_t *q, const uint64_t *codes, size_t words,
                                      size_t n, uint16_t *dist, uint32_t *hist);
 
-/* The grouped scans, likewise. */
+/* The grouped scans, likewise (the _vpopcnt ones need AVX512_VBMI2 as well). */
 void adamas_scan_group_l1_avx512_vpopcnt(const uint64_t *q, size_t q_stride, size_t heads,
                                          const uint64_t *codes, size_t words, size_t n,
                                          uint16_t *dist, size_t dist_stride, uint32_t *hist,
-                                         size_t hist_stride);
+                                         size_t hist_stride, const uint16_t *limit);
 void adamas_scan_group_xorw_avx512_vpopcnt(const uint64_t *q, size_t q_stride, size_t heads,
                                            const uint64_t *codes, size_t words, size_t n,
                                            uint16_t *dist, size_t dist_stride, uint32_t *hist,
-                                           size_t hist_stride);
+                                           size_t hist_stride, const uint16_t *limit);
 void adamas_scan_group_l1_avx512_vpshufb(const uint64_t *q, size_t q_stride, size_t heads,
                                          const uint64_t *codes, size_t words, size_t n,
                                          uint16_t *dist, size_t dist_stride, uint32_t *hist,
-                                         size_t hist_stride);
+                                         size_t hist_stride, const uint16_t *limit);
 void adamas_scan_group_xorw_avx512_vpshufb(const uint64_t *q, size_t q_stride, size_t heads,
                                            const uint64_t *codes, size_t words, size_t n,
                                            uint16_t *dist, size_t dist_stride, uint32_t *hist,
-                                           size_t hist_stride);
+                                           size_t hist_stride, const uint16_t *limit);
 
 /* --------------------------------------------------------------- exp_sum */
 

@@ -473,9 +473,11 @@ Test(simd, scan_histogram_survives_one_heavy_bin)
 #define MAX_GROUP 8
 
 /* The grouped scan of `heads` query codes against the scalar one, with rows further
- * apart than they are long (as in the workspace) and guards between them. */
-static void check_scan_group(const variant *v, int metric, const uint64_t *q, size_t heads,
-                             const uint64_t *codes, size_t words, size_t n)
+ * apart than they are long (as in the workspace) and guards between them; the
+ * histograms count every distance (limit NULL) or those up to a limit per head. */
+static void check_scan_group_limited(const variant *v, int metric, const uint64_t *q,
+                                     size_t heads, const uint64_t *codes, size_t words, size_t n,
+                                     const uint16_t *limit)
 {
     const size_t nbins = 96 * words + 1, dist_stride = n + 3, hist_stride = nbins + 5;
     uint16_t *dist = alloc_skewed(heads * dist_stride, 2, 2), *ref = malloc(heads * dist_stride * 2 + 2);
@@ -485,9 +487,9 @@ static void check_scan_group(const variant *v, int metric, const uint64_t *q, si
     for (size_t b = 0; b < heads * hist_stride; b++)
         hist[b] = ref_hist[b] = rng_below(5);
     adamas_kernels_scalar.scan_group[metric](q, words, heads, codes, words, n, ref, dist_stride,
-                                             ref_hist, hist_stride);
+                                             ref_hist, hist_stride, limit);
     v->k.scan_group[metric](q, words, heads, codes, words, n, dist, dist_stride, hist,
-                            hist_stride);
+                            hist_stride, limit);
     size_t i = 0;
     while (i < heads * dist_stride && dist[i] == ref[i])
         i++;
@@ -496,12 +498,12 @@ static void check_scan_group(const variant *v, int metric, const uint64_t *q, si
            v->name, metric ? "xorw" : "l1", words, heads, n, i / dist_stride, i % dist_stride,
            dist[i % (heads * dist_stride)], ref[i % (heads * dist_stride)]);
     expect(memcmp(hist, ref_hist, heads * hist_stride * 4) == 0,
-           "%s scan_group %s words=%zu heads=%zu n=%zu: histograms differ", v->name,
-           metric ? "xorw" : "l1", words, heads, n);
+           "%s scan_group %s words=%zu heads=%zu n=%zu%s: histograms differ", v->name,
+           metric ? "xorw" : "l1", words, heads, n, limit ? " (limited)" : "");
 
     for (size_t h = 0; h < heads; h++)
         poison(dist + h * dist_stride, n * 2);
-    v->k.scan_group[metric](q, words, heads, codes, words, n, dist, dist_stride, NULL, 0);
+    v->k.scan_group[metric](q, words, heads, codes, words, n, dist, dist_stride, NULL, 0, limit);
     expect(memcmp(dist, ref, heads * dist_stride * 2) == 0,
            "%s scan_group %s words=%zu heads=%zu n=%zu (no histogram): distances differ",
            v->name, metric ? "xorw" : "l1", words, heads, n);
@@ -509,6 +511,19 @@ static void check_scan_group(const variant *v, int metric, const uint64_t *q, si
     free(ref);
     free(hist);
     free(ref_hist);
+}
+
+static void check_scan_group(const variant *v, int metric, const uint64_t *q, size_t heads,
+                             const uint64_t *codes, size_t words, size_t n)
+{
+    check_scan_group_limited(v, metric, q, heads, codes, words, n, NULL);
+    /* limits from none counted to all, around the middle of the distances (64*words) */
+    uint16_t limit[MAX_GROUP];
+    for (size_t h = 0; h < heads; h++) {
+        uint32_t pick = rng_below(8);
+        limit[h] = pick == 0 ? 0 : pick == 1 ? UINT16_MAX : (uint16_t)rng_below(96 * words + 1);
+    }
+    check_scan_group_limited(v, metric, q, heads, codes, words, n, limit);
 }
 
 Test(simd, grouped_scan_is_identical_to_scalar_for_every_group_size)
