@@ -18,13 +18,14 @@ same prefill, and each window's loss is kept, so the difference with full attent
 comes with a standard error over the windows.
 """
 import argparse
+import functools
 import glob
 import json
 import math
 import os
 import sys
 
-MODEL_LAYERS = 10  # tools/model/adamas-ref.gguf
+MODEL = "tools/model/adamas-ref.gguf"
 SELECTOR_ORDER = ["full", "oracle", "adamas-rerank4", "adamas-calibrated", "adamas",
                   "quest", "streaming"]
 COLORS = {"full": "black", "oracle": "tab:gray", "adamas": "tab:blue",
@@ -70,7 +71,15 @@ def read_meta(path):
     return meta
 
 
+def model_layers(path):
+    """The layer count of the GGUF model the measurements ran (llama.block_count)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "train"))
+    import export_gguf
+    return export_gguf.read_gguf(path)[0]["llama.block_count"]
+
+
 def collect(src, docs):
+    layers = model_layers(MODEL)
     groups = {"perplexity": [], "passkey": [], "speed": []}
     for path in sorted(glob.glob(os.path.join(src, "*.json"))):
         name = os.path.splitext(os.path.basename(path))[0]
@@ -87,17 +96,17 @@ def collect(src, docs):
         runs.sort(key=lambda r: r["result"].get("ctx", 0))
         out = os.path.join(docs, f"model_{kind}.json")
         with open(out, "w") as f:
-            json.dump({"model": "tools/model/adamas-ref.gguf", "runs": runs}, f, indent=1)
+            json.dump({"model": MODEL, "model_layers": layers, "runs": runs}, f, indent=1)
             f.write("\n")
         print(f"plot_model: {len(runs)} {kind} run(s) to {out}")
 
 
-def load(docs, kind):
+def load(docs, kind, key="runs"):
     path = os.path.join(docs, f"model_{kind}.json")
     if not os.path.exists(path):
         return None
     with open(path) as f:
-        return json.load(f)["runs"]
+        return json.load(f)[key]
 
 
 # ----------------------------------------------------------- perplexity
@@ -125,7 +134,7 @@ def perplexity_series(run):
     return full, series
 
 
-def plot_perplexity(plt, runs, out):
+def plot_perplexity(plt, runs, out, n_layers):
     run = runs[0]["result"]
     full, series = perplexity_series(run)
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
@@ -154,7 +163,7 @@ def plot_perplexity(plt, runs, out):
             ax.set_title(f"held-out kernel C, {ctx_name(run['ctx'])} context, "
                          f"{run['windows']} windows x {run['tail']} decoded tokens")
             ax.legend(fontsize=8)
-    fig.suptitle("adamas-run, reference model (15 M params, 10 layers, 2 of them dense "
+    fig.suptitle(f"adamas-run, reference model ({n_layers} layers, 2 of them dense "
                  "unless noted)")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
@@ -279,7 +288,7 @@ def speed_rows(runs):
     return sorted(out)
 
 
-def plot_speed(plt, runs, out):
+def plot_speed(plt, runs, out, n_layers):
     rows = speed_rows(runs)
     ctxs = [r[0] for r in rows]
     names = list(rows[0][2])
@@ -297,7 +306,6 @@ def plot_speed(plt, runs, out):
     # as the fastest sparse step at the shortest context, and the dense layers' share
     # of full attention bound the speed-up even if sparse layers cost nothing
     fixed = 1.0 / max(v for n, v in rows[0][2].items() if n != "full")
-    n_layers = MODEL_LAYERS
     for dense in sorted({r["dense_layers"] for r in runs[0]["result"]["results"]
                          if r["select"] != "full"}, reverse=True):
         bound = []
@@ -404,8 +412,11 @@ def main():
         import matplotlib.pyplot as plt
     except ImportError:
         sys.exit("plot_model: matplotlib is needed (Debian: apt-get install python3-matplotlib)")
-    for kind, runs, fn in (("perplexity", ppl, plot_perplexity), ("passkey", passkey, plot_passkey),
-                           ("speed", speed, plot_speed)):
+    for kind, runs, fn in (("perplexity", ppl, functools.partial(
+                               plot_perplexity, n_layers=load(a.docs, "perplexity", "model_layers"))),
+                           ("passkey", passkey, plot_passkey),
+                           ("speed", speed, functools.partial(
+                               plot_speed, n_layers=load(a.docs, "speed", "model_layers")))):
         if runs:
             out = os.path.join(a.docs, f"model_{kind}.png")
             fn(plt, runs, out)

@@ -76,8 +76,8 @@ demo)
     say "adamas demo"
     # shellcheck disable=SC2086
     "$build_dir/tools/adamas" demo ${DEMO_ARGS:-}
-    # the shipped reference model (15 M parameters, trained on the Linux kernel's C):
-    # prefill with dense attention, decode through Adamas (budget 128) in 8 of 10 layers
+    # the shipped reference model (14 M parameters, trained on the Linux kernel's C):
+    # prefill with dense attention, decode through Adamas (budget 128) in 26 of 28 layers
     model=tools/model/adamas-ref.gguf
     say "adamas-run generate: 200 bytes of C from $model, Adamas B=128"
     "$build_dir/tools/adamas-run" generate -m "$model" -n 200 --select adamas --budget 128 \

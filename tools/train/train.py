@@ -15,11 +15,11 @@ Two steps, usually on two machines:
       manifest.json  what went where
 
   train    (GPU; CPU works for a smoke test)
-      python3 tools/train/train.py train --corpus build-train/corpus --out build-train/run \\
-          --time-budget 540
+      python3 tools/train/train.py train --corpus build-train/corpus --out build-train/run
     trains a Llama-architecture model (byte-level vocabulary: token b is byte b, plus
-    <|endoftext|> for the GGUF's bos/eos; head_dim 128) on random windows of --ctx
-    tokens, for --time-budget seconds of training, then evaluates held-out bits per byte
+    <|endoftext|> for the GGUF's bos/eos; head_dim 128) on random windows of
+    --short-ctx tokens for the first --short-frac of the time, then of --ctx tokens,
+    for --time-budget seconds of training in all, then evaluates held-out bits per byte
     at the full context and with a sliding window of --window tokens, and writes
       model.pt, config.json   the state dict (LlamaForCausalLM names) and its config
       adamas-ref.gguf          the GGUF file (export_gguf.py; Q8_0 by default)
@@ -27,10 +27,15 @@ Two steps, usually on two machines:
 
 The model: RMSNorm, RoPE (Hugging Face's rotate-half layout; export_gguf.py permutes q
 and k to llama.cpp's), SwiGLU, grouped-query attention, untied output.  The defaults
-(dim 384: 3 heads of 128, as many kv heads, 10 layers, feed-forward 768; 14.9 M
-parameters, 15.2 MiB as Q8_0) keep the file under 16 MiB while making the KV cache,
-not the weights, what a decode step at 32K context mostly reads: with one kv head the
-weights would dominate and no selector could speed decoding up much.
+(dim 256: 2 heads of 128, as many kv heads, 28 layers, feed-forward 320; 14.4 M
+parameters, 14.6 MiB as Q8_0) keep the file under 16 MiB while making the KV cache,
+not the weights, what a decode step at 32K context mostly reads (with one kv head the
+weights would dominate and no selector could speed decoding up much), and make the
+model deep: adamas-run decodes its first 2 layers with full attention, which bounds
+the speed-up of a model of N layers by N/2.  The first half of the time on 2K-token
+windows (as many tokens per step, 1.6 times as many steps per second) is what let so
+deep a model learn in 10 minutes; deep models trained at 16K throughout learned far
+less (docs/model-training.md).
 """
 import argparse
 import json
@@ -430,21 +435,21 @@ def main():
     t = sub.add_parser("train", help="train, evaluate, export GGUF")
     t.add_argument("--corpus", default="build-train/corpus")
     t.add_argument("--out", default="build-train/run")
-    t.add_argument("--time-budget", type=float, default=540.0,
+    t.add_argument("--time-budget", type=float, default=520.0,
                    help="seconds of training (evaluation and export come after; default %(default)s)")
     t.add_argument("--max-steps", type=int, default=0, help="stop after this many steps too (0: no limit)")
-    t.add_argument("--dim", type=int, default=384)
+    t.add_argument("--dim", type=int, default=256)
     t.add_argument("--heads", type=int, default=0, help="query heads (default dim/128)")
     t.add_argument("--kv-heads", type=int, default=0, help="kv heads (default: as many as heads)")
-    t.add_argument("--layers", type=int, default=10)
-    t.add_argument("--hidden", type=int, default=768)
+    t.add_argument("--layers", type=int, default=28)
+    t.add_argument("--hidden", type=int, default=320)
     t.add_argument("--ctx", type=int, default=16384)
     t.add_argument("--rope-base", type=float, default=500000.0)
     t.add_argument("--batch", type=int, default=8, help="windows of --ctx tokens per step")
-    t.add_argument("--short-ctx", type=int, default=0,
+    t.add_argument("--short-ctx", type=int, default=2048,
                    help="train the first --short-frac of the time on windows this short "
-                        "(as many tokens per step; 0: always --ctx)")
-    t.add_argument("--short-frac", type=float, default=0.6)
+                        "(as many tokens per step; 0: always --ctx; default %(default)s)")
+    t.add_argument("--short-frac", type=float, default=0.5)
     t.add_argument("--accum", type=int, default=1)
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--weight-decay", type=float, default=0.1)
