@@ -5,7 +5,7 @@
 #                                            16K context, 8 windows of the held-out text
 #   bash tools/measure_model.sh passkey      retrieval against context and depth
 #   bash tools/measure_model.sh speed        prefill and decode tokens/s against context
-#   bash tools/measure_model.sh all          the three (about 20 minutes on 2 cores)
+#   bash tools/measure_model.sh all          the three (about 35 minutes on 2 cores)
 #
 # Each run writes its JSON (adamas-run --json) and a .meta file (command, date, commit,
 # `uptime` before and after, seconds) to $RESULTS (default build-model/results); then
@@ -63,7 +63,7 @@ fi
 if [ "$what" = passkey ] || [ "$what" = all ]; then
     for ctx in 1024 4096 8192 16384; do
         trials=2
-        [ "$ctx" -ge 8192 ] && trials=1 # a prefill per trial: 25 s at 16K on 2 cores
+        [ "$ctx" -ge 8192 ] && trials=1 # a prefill per trial: 40 s at 16K on 2 cores
         measure "passkey-$ctx" passkey --ctx "$ctx" --filler "$heldout" --needle c \
             --depths 0.1,0.3,0.5,0.7,0.9 --trials "$trials" \
             --select full,adamas,adamas:0,adamas-calibrated,adamas-rerank4,quest,streaming,oracle \

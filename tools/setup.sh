@@ -83,8 +83,8 @@ demo)
     "$build_dir/tools/adamas-run" generate -m "$model" -n 200 --select adamas --budget 128 \
         --temperature 0.7 --top-p 0.9 --seed 1 \
         --prompt $'/* Free every entry of the list and the list itself. */\nstatic void list_free(struct list *list)\n{\n'
-    say "adamas-run passkey: a key in 4K tokens of tools/llama.c, full attention and Adamas B=128"
-    "$build_dir/tools/adamas-run" passkey -m "$model" --ctx 4096 --filler tools/llama.c \
+    say "adamas-run passkey: a key in 2K tokens of tools/llama.c, full attention and Adamas B=128"
+    "$build_dir/tools/adamas-run" passkey -m "$model" --ctx 2048 --filler tools/llama.c \
         --needle c --depths 0.2,0.5,0.8 --trials 1 --select full,adamas --budget 128
     ;;
 test)
