@@ -4,7 +4,8 @@
  * First a memory-bandwidth probe (one thread and every thread of the grid, reading a
  * working set far beyond the last-level cache), then a grid: per shape, context and
  * thread count, the library's dense decode (FULL, f16 and f32 KV), an OpenBLAS dense
- * decode on f32 KV (when built with OpenBLAS), the Adamas code scan alone, Adamas
+ * decode on f32 KV (when built with OpenBLAS), the Adamas code scan alone (its
+ * histograms limited as for the baseline budget, as decode limits them), Adamas
  * (plain and two-stage) at each budget, and Quest, StreamingLLM and the oracle at one
  * budget.  Every row of a block is measured in the same run, repetitions interleaved
  * row by row, so a noisy neighbour slows all of them alike; the time shown is the

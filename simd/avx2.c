@@ -402,8 +402,7 @@ static inline void count_batch(const uint16_t *dist, size_t dist_stride, size_t 
     for (size_t i = 0; i < m; i++)
         for (size_t h = 0; h < heads; h++) {
             uint16_t v = dist[h * dist_stride + i];
-            if (v <= limit[h])
-                hist[h * hist_stride + v]++;
+            hist[h * hist_stride + v] += v <= limit[h]; /* no branch to mispredict */
         }
 }
 

@@ -549,8 +549,7 @@ static inline void count_batch(const uint16_t *dist, size_t dist_stride, size_t 
     for (size_t i = 0; i < m; i++)
         for (size_t h = 0; h < heads; h++) {
             uint16_t v = dist[h * dist_stride + i];
-            if (v <= limit[h])
-                hist[h * hist_stride + v]++;
+            hist[h * hist_stride + v] += v <= limit[h]; /* no branch to mispredict */
         }
 }
 
@@ -658,8 +657,8 @@ static inline void scan_group_words(const uint64_t *q, size_t q_stride, size_t h
             uint32_t *hist_pass = hist ? hist + h0 * hist_stride : NULL;
             /* the head count a constant: the queries stay in registers */
             switch (pass) {
-            case 1:
-                scan_pass(pq, 1, block, words, len, xorw, vpopcnt, vbmi2, h0 == 0, dist_pass,
+            case 1: /* one head: too little vector work per batch to hide the compress */
+                scan_pass(pq, 1, block, words, len, xorw, vpopcnt, 0, h0 == 0, dist_pass,
                           dist_stride, hist_pass, hist_stride, lim);
                 break;
             case 2:
@@ -747,17 +746,19 @@ static void scan_group_xorw_avx512(const uint64_t *q, size_t q_stride, size_t he
 /* ============================================================ selection emit */
 
 /* The positions j in [from, to) with dist[j] < t (le = 0) or <= t (le = 1), written
- * as base + j to idx + m until k are written; returns the new m.  32 distances per
- * step: a selection is a few hundred of thousands of positions, so most steps take
- * none and cost a load and a compare; a step that takes some compresses its
- * positions 16 at a time. */
+ * as base + j to idx + m until k are written; returns the new m.  sparse: a selection
+ * of a few in a thousand, where most steps of 32 distances take none and cost a load,
+ * a compare and a branch that is rarely taken.  Denser ones take some in most steps,
+ * at random, where that branch would mispredict: every step of 16 compresses its
+ * positions. */
 static inline uint32_t emit_range(const uint16_t *dist, uint32_t from, uint32_t to, uint32_t t,
-                                  int le, uint32_t base, uint32_t k, uint32_t *idx, uint32_t m)
+                                  int le, int sparse, uint32_t base, uint32_t k, uint32_t *idx,
+                                  uint32_t m)
 {
     const __m512i tv = _mm512_set1_epi16((short)t);
     const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     uint32_t j = from;
-    for (; j + 32 <= to && m < k; j += 32) {
+    for (; sparse && j + 32 <= to && m < k; j += 32) {
         __m512i d = _mm512_loadu_si512(dist + j);
         __mmask32 take = le ? _mm512_cmple_epu16_mask(d, tv) : _mm512_cmplt_epu16_mask(d, tv);
         if (!take)
@@ -768,6 +769,14 @@ static inline uint32_t emit_range(const uint16_t *dist, uint32_t from, uint32_t 
         pos = _mm512_add_epi32(pos, _mm512_set1_epi32(16));
         _mm512_mask_compressstoreu_epi32(idx + m, (__mmask16)(take >> 16), pos);
         m += (uint32_t)__builtin_popcount(take >> 16);
+    }
+    for (; j + 16 <= to && m < k; j += 16) {
+        __m256i d = _mm256_loadu_si256((const __m256i *)(dist + j));
+        __mmask16 take = le ? _mm256_cmple_epu16_mask(d, _mm512_castsi512_si256(tv))
+                            : _mm256_cmplt_epu16_mask(d, _mm512_castsi512_si256(tv));
+        _mm512_mask_compressstoreu_epi32(idx + m, take,
+                                         _mm512_add_epi32(_mm512_set1_epi32((int)(base + j)), lanes));
+        m += (uint32_t)__builtin_popcount(take);
     }
     for (; j < to && m < k; j++)
         if (le ? dist[j] <= t : dist[j] < t)
@@ -780,8 +789,9 @@ static inline uint32_t emit_range(const uint16_t *dist, uint32_t from, uint32_t 
 static void emit_avx512(const uint16_t *dist, uint32_t n, uint32_t t, uint32_t cutoff,
                         uint32_t base, uint32_t k, uint32_t *idx)
 {
-    uint32_t m = emit_range(dist, 0, cutoff, t, 0, base, k, idx, 0);
-    emit_range(dist, cutoff, n, t, 1, base, k, idx, m);
+    const int sparse = (uint64_t)k * 128 < n; /* steps of 32 that take any: below 1 in 4 */
+    uint32_t m = emit_range(dist, 0, cutoff, t, 0, sparse, base, k, idx, 0);
+    emit_range(dist, cutoff, n, t, 1, sparse, base, k, idx, m);
 }
 
 /* ====================================================== attention arithmetic */
