@@ -65,15 +65,24 @@ void adamas_scan_xorw_scalar(const uint64_t *q, const uint64_t *codes, size_t wo
 }
 
 /* The grouped scan is, by definition, one scan per head. */
+static inline void scan_codes_group(const uint64_t *q, size_t q_stride, size_t heads,
+                                    const uint64_t *codes, size_t words, size_t n,
+                                    uint16_t *dist, size_t dist_stride, uint32_t *hist,
+                                    size_t hist_stride, const uint16_t *limit,
+                                    adamas_metric metric)
+{
+    for (size_t h = 0; h < heads; h++)
+        scan_codes(q + h * q_stride, codes, words, n, dist + h * dist_stride,
+                   hist ? hist + h * hist_stride : NULL, limit ? limit[h] : UINT16_MAX, metric);
+}
+
 void adamas_scan_group_l1_scalar(const uint64_t *q, size_t q_stride, size_t heads,
                                  const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
                                  size_t dist_stride, uint32_t *hist, size_t hist_stride,
                                  const uint16_t *limit)
 {
-    for (size_t h = 0; h < heads; h++)
-        scan_codes(q + h * q_stride, codes, words, n, dist + h * dist_stride,
-                   hist ? hist + h * hist_stride : NULL, limit ? limit[h] : UINT16_MAX,
-                   ADAMAS_METRIC_L1);
+    scan_codes_group(q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride,
+                     limit, ADAMAS_METRIC_L1);
 }
 
 void adamas_scan_group_xorw_scalar(const uint64_t *q, size_t q_stride, size_t heads,
@@ -81,10 +90,8 @@ void adamas_scan_group_xorw_scalar(const uint64_t *q, size_t q_stride, size_t he
                                    size_t dist_stride, uint32_t *hist, size_t hist_stride,
                                    const uint16_t *limit)
 {
-    for (size_t h = 0; h < heads; h++)
-        scan_codes(q + h * q_stride, codes, words, n, dist + h * dist_stride,
-                   hist ? hist + h * hist_stride : NULL, limit ? limit[h] : UINT16_MAX,
-                   ADAMAS_METRIC_XORW);
+    scan_codes_group(q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride,
+                     limit, ADAMAS_METRIC_XORW);
 }
 
 static int distance_args_ok(const char *fn, const uint64_t *a, const uint64_t *b, size_t d)

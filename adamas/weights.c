@@ -92,7 +92,6 @@ int adamas_matvec(adamas_weights_type type, const void *w, size_t rows, size_t c
     const size_t shares = rows * row_bytes / MIN_BYTES_PER_THREAD;
     if (shares < threads)
         threads = shares > 1 ? (uint32_t)shares : 1;
-    (void)threads;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
     for (int64_t r = 0; r < n; r++)
         y[r] = dot_row(k, type, base + (size_t)r * row_bytes, cols, x);

@@ -393,19 +393,6 @@ static void scan_xorw_avx2(const uint64_t *q, const uint64_t *codes, size_t word
 /* Heads per pass of the grouped scan: their queries stay in registers. */
 #define GROUP_PASS_HEADS 4
 
-/* hist + h*hist_stride += 1 at each of the m distances dist[0..m) + h*dist_stride that
- * is <= limit[h].  Heads interleaved: equal distances of one head rarely follow each
- * other. */
-static inline void count_batch(const uint16_t *dist, size_t dist_stride, size_t heads, size_t m,
-                               uint32_t *hist, size_t hist_stride, const uint16_t *limit)
-{
-    for (size_t i = 0; i < m; i++)
-        for (size_t h = 0; h < heads; h++) {
-            uint16_t v = dist[h * dist_stride + i];
-            hist[h * hist_stride + v] += v <= limit[h]; /* no branch to mispredict */
-        }
-}
-
 /* The query heads of a GQA group, batch by batch: the 8 keys of a batch are scanned
  * by every head while their codes are in L1, and the histogram of a batch is counted
  * after the next batch is computed, so that its scalar stores run beside the vector
@@ -435,16 +422,16 @@ static inline void scan_group_words(const uint64_t *q, size_t q_stride, size_t h
             for (size_t h = 0; h < pass; h++)
                 scan_batch(qv[h], codes + j * words, words, 8, 0, xorw, d0 + h * dist_stride + j);
             if (hist0 && j > 0)
-                count_batch(d0 + j - 8, dist_stride, pass, 8, hist0, hist_stride, lim);
+                adamas_count_batch(d0 + j - 8, dist_stride, pass, 8, hist0, hist_stride, lim);
         }
         if (hist0 && j > 0)
-            count_batch(d0 + j - 8, dist_stride, pass, 8, hist0, hist_stride, lim);
+            adamas_count_batch(d0 + j - 8, dist_stride, pass, 8, hist0, hist_stride, lim);
         if (j < n) {
             for (size_t h = 0; h < pass; h++)
                 scan_batch(qv[h], codes + j * words, words, n - j, 1, xorw,
                            d0 + h * dist_stride + j);
             if (hist0)
-                count_batch(d0 + j, dist_stride, pass, n - j, hist0, hist_stride, lim);
+                adamas_count_batch(d0 + j, dist_stride, pass, n - j, hist0, hist_stride, lim);
         }
     }
 }

@@ -540,19 +540,6 @@ static inline void store_group_batch(__m512i c, size_t heads, size_t m, int tail
     }
 }
 
-/* hist + h*hist_stride += 1 at each of the m distances dist[0..m) + h*dist_stride that
- * is <= limit[h].  Heads interleaved: equal distances of one head rarely follow each
- * other. */
-static inline void count_batch(const uint16_t *dist, size_t dist_stride, size_t heads, size_t m,
-                               uint32_t *hist, size_t hist_stride, const uint16_t *limit)
-{
-    for (size_t i = 0; i < m; i++)
-        for (size_t h = 0; h < heads; h++) {
-            uint16_t v = dist[h * dist_stride + i];
-            hist[h * hist_stride + v] += v <= limit[h]; /* no branch to mispredict */
-        }
-}
-
 /* The distances a batch counts (VBMI2): those <= their head's limit (limits: the
  * limit of head h in bits [16h, 16h + 16) of every lane) among the valid fields,
  * tagged with their head in bits 12 and 13 (a distance is below 2^12), appended to
@@ -607,10 +594,10 @@ static inline void scan_pass(const pass_query *pq, size_t heads, const uint64_t 
             }
         }
         if (hist && !vbmi2 && j > 0)
-            count_batch(dist + j - 8, dist_stride, heads, 8, hist, hist_stride, limit);
+            adamas_count_batch(dist + j - 8, dist_stride, heads, 8, hist, hist_stride, limit);
     }
     if (hist && !vbmi2 && j > 0)
-        count_batch(dist + j - 8, dist_stride, heads, 8, hist, hist_stride, limit);
+        adamas_count_batch(dist + j - 8, dist_stride, heads, 8, hist, hist_stride, limit);
     if (j < len) {
         __m512i c = scan_group_batch(pq, heads, block + j * words, words, len - j, 1, xorw,
                                      vpopcnt, vbmi2);
@@ -619,7 +606,7 @@ static inline void scan_pass(const pass_query *pq, size_t heads, const uint64_t 
             buffer_counted(c, limits, head_fields & (__mmask32)((1u << (4 * (len - j))) - 1), buf,
                            &buffered);
         if (hist && !vbmi2)
-            count_batch(dist + j, dist_stride, heads, len - j, hist, hist_stride, limit);
+            adamas_count_batch(dist + j, dist_stride, heads, len - j, hist, hist_stride, limit);
     }
     if (hist && vbmi2)
         count_buffered(buf, buffered, hist, hist_stride);

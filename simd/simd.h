@@ -16,6 +16,20 @@
 
 #include "kernels.h"
 
+/* The histogram step of the grouped scans (AVX2, and AVX-512 without VBMI2): hist +
+ * h*hist_stride += 1 at each of the m distances dist[0..m) + h*dist_stride that is <=
+ * limit[h].  Heads interleaved: equal distances of one head rarely follow each other. */
+static inline void adamas_count_batch(const uint16_t *dist, size_t dist_stride, size_t heads,
+                                      size_t m, uint32_t *hist, size_t hist_stride,
+                                      const uint16_t *limit)
+{
+    for (size_t i = 0; i < m; i++)
+        for (size_t h = 0; h < heads; h++) {
+            uint16_t v = dist[h * dist_stride + i];
+            hist[h * hist_stride + v] += v <= limit[h]; /* no branch to mispredict */
+        }
+}
+
 /* ---------------------------------------------------------------- AVX-512 */
 
 /* 1 if this CPU has AVX512_VPOPCNTDQ: the table's scan then uses VPOPCNTQ. */
