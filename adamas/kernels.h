@@ -10,15 +10,21 @@
  *   - dot, page_score: bit-identical too, because they rank tokens (oracle, rerank,
  *     Quest).  Their summation order is fixed: 16 interleaved f32 partial sums,
  *     lane l = l-th element of each 16-element block, each step `acc += a*b` with
- *     the product rounded first (no FMA), then the lanes folded pairwise
+ *     the product rounded first (no FMA, as the GPU module ranks), then the lanes
+ *     folded pairwise
  *     acc[l] += acc[l+8], acc[l] += acc[l+4], acc[l] += acc[l+2], acc[l] += acc[l+1];
+ *   - dot_group, axpy, axpy_group (the attention's products): bit-identical too, with
+ *     every multiply-add fused (fmaf, one rounding): dot_group in dot's order with
+ *     `acc = fmaf(a, b, acc)` per step, axpy `y[i] = fmaf(a, row[i], y[i])`.  A fused
+ *     multiply-add is one instruction where a rounded product and a sum are two, and
+ *     the grouped attention of a GQA group is bound by them;
  *   - dot_q8_0: bit-identical too (the engines' products must not depend on the ISA),
  *     in the order q8_0.c specifies;
  *   - widen_q8_0: exact;
- *   - axpy, exp_sum: within a few ulp of the scalar entries;
+ *   - exp_sum: within a few ulp of the scalar entry;
  *   - the grouped entries (scan_group, dot_group, axpy_group) compute for each head of
- *     a group what the single-head entry computes, under the same contract: they exist
- *     so that the heads of a GQA group read each key code or K/V row once.
+ *     a group what one call per head computes: they exist so that the heads of a GQA
+ *     group read each key code or K/V row once.
  */
 #ifndef ADAMAS_KERNELS_H
 #define ADAMAS_KERNELS_H
@@ -53,15 +59,16 @@ typedef void (*adamas_scan_group_fn)(const uint64_t *q, size_t q_stride, size_t 
 typedef void (*adamas_emit_fn)(const uint16_t *dist, uint32_t n, uint32_t t, uint32_t cutoff,
                                uint32_t base, uint32_t k, uint32_t *idx);
 
-/* q[d] . row[d], row of one storage dtype, in the fixed summation order. */
+/* q[d] . row[d], row of one storage dtype, in the fixed summation order (products
+ * rounded, then added). */
 typedef float (*adamas_dot_fn)(const float *q, const void *row, size_t d);
 
-/* out[j*out_stride + r] = dot(q + j*d, rows[r], d) for j < heads, r < n: q[heads][d]
- * against n rows. */
+/* out[j*out_stride + r] = q[j] . rows[r] for j < heads, r < n: q[heads][d] against n
+ * rows, in dot's order with fused multiply-adds. */
 typedef void (*adamas_dot_group_fn)(const float *q, size_t heads, const void *const *rows,
                                     size_t n, size_t d, float *out, size_t out_stride);
 
-/* y[d] += a * row[d], row of one storage dtype. */
+/* y[d] += a * row[d], row of one storage dtype, each element one fused multiply-add. */
 typedef void (*adamas_axpy_fn)(float *y, float a, const void *row, size_t d);
 
 /* axpy(y + j*y_stride, a[j*a_stride + r], rows[r], d) for r < n in order, j < heads:

@@ -1,7 +1,10 @@
 /* vector.c - the attention arithmetic: dot products, weighted sums, exponentials.
  *
  * Dot products and page scores use the fixed summation order of kernels.h (16 lanes,
- * pairwise fold) because they rank tokens, and every ISA must rank identically. */
+ * pairwise fold), so that every ISA ranks tokens and attends identically.  The dots
+ * that rank (dot) round each product before adding it, as the GPU module does; the
+ * attention's own products (dot_group, axpy, axpy_group) fuse each multiply-add
+ * (fmaf: one rounding), which every SIMD ISA does in one instruction. */
 #include <math.h>
 
 #include "adamas.h"
@@ -16,13 +19,20 @@ float adamas_fold_lanes(float acc[ADAMAS_DOT_LANES])
     return acc[0];
 }
 
-static inline float dot_rows(const float *q, const void *row, size_t d, adamas_dtype dtype)
+/* fused: acc = fmaf(q, x, acc), else acc + (q*x rounded). */
+static inline float dot_rows(const float *q, const void *row, size_t d, adamas_dtype dtype,
+                             int fused)
 {
     float acc[ADAMAS_DOT_LANES] = {0};
     for (size_t i = 0; i < d; i += ADAMAS_DOT_LANES)
         for (int l = 0; l < ADAMAS_DOT_LANES; l++) {
-            float p = q[i + l] * adamas_row_elem(row, i + l, dtype);
-            acc[l] = acc[l] + p;
+            float x = adamas_row_elem(row, i + l, dtype);
+            if (fused) {
+                acc[l] = fmaf(q[i + l], x, acc[l]);
+            } else {
+                float p = q[i + l] * x;
+                acc[l] = acc[l] + p;
+            }
         }
     return adamas_fold_lanes(acc);
 }
@@ -30,22 +40,22 @@ static inline float dot_rows(const float *q, const void *row, size_t d, adamas_d
 static inline void axpy_rows(float *y, float a, const void *row, size_t d, adamas_dtype dtype)
 {
     for (size_t i = 0; i < d; i++)
-        y[i] += a * adamas_row_elem(row, i, dtype);
+        y[i] = fmaf(a, adamas_row_elem(row, i, dtype), y[i]);
 }
 
 float adamas_dot_f32_scalar(const float *q, const void *row, size_t d)
 {
-    return dot_rows(q, row, d, ADAMAS_F32);
+    return dot_rows(q, row, d, ADAMAS_F32, 0);
 }
 
 float adamas_dot_f16_scalar(const float *q, const void *row, size_t d)
 {
-    return dot_rows(q, row, d, ADAMAS_F16);
+    return dot_rows(q, row, d, ADAMAS_F16, 0);
 }
 
 float adamas_dot_bf16_scalar(const float *q, const void *row, size_t d)
 {
-    return dot_rows(q, row, d, ADAMAS_BF16);
+    return dot_rows(q, row, d, ADAMAS_BF16, 0);
 }
 
 void adamas_axpy_f32_scalar(float *y, float a, const void *row, size_t d)
@@ -63,13 +73,13 @@ void adamas_axpy_bf16_scalar(float *y, float a, const void *row, size_t d)
     axpy_rows(y, a, row, d, ADAMAS_BF16);
 }
 
-/* The grouped entries are, by definition, one call per row and head. */
+/* The grouped entries are, by definition, one fused dot or one axpy per row and head. */
 void adamas_dot_group_f32_scalar(const float *q, size_t heads, const void *const *rows,
                                  size_t n, size_t d, float *out, size_t out_stride)
 {
     for (size_t r = 0; r < n; r++)
         for (size_t j = 0; j < heads; j++)
-            out[j * out_stride + r] = dot_rows(q + j * d, rows[r], d, ADAMAS_F32);
+            out[j * out_stride + r] = dot_rows(q + j * d, rows[r], d, ADAMAS_F32, 1);
 }
 
 void adamas_dot_group_f16_scalar(const float *q, size_t heads, const void *const *rows,
@@ -77,7 +87,7 @@ void adamas_dot_group_f16_scalar(const float *q, size_t heads, const void *const
 {
     for (size_t r = 0; r < n; r++)
         for (size_t j = 0; j < heads; j++)
-            out[j * out_stride + r] = dot_rows(q + j * d, rows[r], d, ADAMAS_F16);
+            out[j * out_stride + r] = dot_rows(q + j * d, rows[r], d, ADAMAS_F16, 1);
 }
 
 void adamas_dot_group_bf16_scalar(const float *q, size_t heads, const void *const *rows,
@@ -85,7 +95,7 @@ void adamas_dot_group_bf16_scalar(const float *q, size_t heads, const void *cons
 {
     for (size_t r = 0; r < n; r++)
         for (size_t j = 0; j < heads; j++)
-            out[j * out_stride + r] = dot_rows(q + j * d, rows[r], d, ADAMAS_BF16);
+            out[j * out_stride + r] = dot_rows(q + j * d, rows[r], d, ADAMAS_BF16, 1);
 }
 
 void adamas_axpy_group_f32_scalar(float *y, size_t y_stride, const float *a, size_t a_stride,

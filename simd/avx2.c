@@ -1,10 +1,11 @@
 /*
  * avx2.c - the kernel table for AVX2 (with FMA, F16C and POPCNT).
  *
- * Compiled with -mavx2 -mfma -mf16c -mpopcnt only.  FMA is used in exp alone: the
- * transform, dot and page_score perform the scalar f32 operations one by one (each
- * output a+b or a-b of the same two values in the same operand order, products
- * rounded before they are added), so their results are bit-identical (kernels.h).
+ * Compiled with -mavx2 -mfma -mf16c -mpopcnt only.  The transform, dot and page_score
+ * perform the scalar f32 operations one by one (each output a+b or a-b of the same two
+ * values in the same operand order, products rounded before they are added), and the
+ * attention's products one FMA where the scalar code calls fmaf, so their results are
+ * bit-identical (kernels.h).
  */
 #include <immintrin.h>
 #include <math.h>
@@ -497,42 +498,49 @@ static inline float fold_lanes(__m256 lo, __m256 hi)
     return _mm_cvtss_f32(_mm_add_ss(c, _mm_movehdup_ps(c)));
 }
 
-/* d is a multiple of 16, as in the scalar loop. */
-static inline float dot_rows(const float *q, const void *row, size_t d,
+/* sum + a*b: one fused multiply-add (fused), or the product rounded, then added. */
+static inline __m256 mul_add(__m256 a, __m256 b, __m256 sum, int fused)
+{
+    return fused ? _mm256_fmadd_ps(a, b, sum) : _mm256_add_ps(sum, _mm256_mul_ps(a, b));
+}
+
+/* d is a multiple of 16, as in the scalar loop; fused: dot_group's contract, else
+ * dot's. */
+static inline float dot_rows(const float *q, const void *row, size_t d, int fused,
                              __m256 (*load)(const void *, size_t))
 {
     __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
     for (size_t i = 0; i < d; i += 2 * LANES) {
-        lo = _mm256_add_ps(lo, _mm256_mul_ps(_mm256_loadu_ps(q + i), load(row, i)));
-        hi = _mm256_add_ps(hi, _mm256_mul_ps(_mm256_loadu_ps(q + i + LANES), load(row, i + LANES)));
+        lo = mul_add(_mm256_loadu_ps(q + i), load(row, i), lo, fused);
+        hi = mul_add(_mm256_loadu_ps(q + i + LANES), load(row, i + LANES), hi, fused);
     }
     return fold_lanes(lo, hi);
 }
 
 static float dot_f32_avx2(const float *q, const void *row, size_t d)
 {
-    return dot_rows(q, row, d, load_f32);
+    return dot_rows(q, row, d, 0, load_f32);
 }
 
 static float dot_f16_avx2(const float *q, const void *row, size_t d)
 {
-    return dot_rows(q, row, d, load_f16);
+    return dot_rows(q, row, d, 0, load_f16);
 }
 
 static float dot_bf16_avx2(const float *q, const void *row, size_t d)
 {
-    return dot_rows(q, row, d, load_bf16);
+    return dot_rows(q, row, d, 0, load_bf16);
 }
 
-/* y += a*row, the product rounded then added: bit-identical to the scalar loop.
- * Returns how many elements it did (a multiple of 8); the caller does the rest. */
+/* y += a*row, one fused multiply-add per element as in the scalar loop.  Returns how
+ * many elements it did (a multiple of 8); the caller does the rest. */
 static inline size_t axpy_rows(float *y, float a, const void *row, size_t d,
                                __m256 (*load)(const void *, size_t))
 {
     const __m256 va = _mm256_set1_ps(a);
     size_t i = 0;
     for (; i + LANES <= d; i += LANES)
-        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(va, load(row, i))));
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, load(row, i), _mm256_loadu_ps(y + i)));
     return i;
 }
 
@@ -560,7 +568,7 @@ static void axpy_bf16_avx2(float *y, float a, const void *row, size_t d)
 /* ------------------------------------------------------------- GQA groups */
 
 /* dot of each head of a group with each row: 16 elements of a row converted once (two
- * registers) for four heads, each keeping its 16 lane sums as dot_rows does; the heads
+ * registers) for four heads, each keeping its 16 lane sums as dot_rows does (fused); the heads
  * past a multiple of four take the single-head loop (rows from L1). */
 static inline void dot_group_rows(const float *q, size_t heads, const void *const *rows,
                                   size_t n, size_t d, float *out, size_t out_stride,
@@ -576,8 +584,8 @@ static inline void dot_group_rows(const float *q, size_t heads, const void *cons
                 __m256 r0 = load(rows[r], i), r1 = load(rows[r], i + LANES);
                 for (size_t k = 0; k < 4; k++) {
                     const float *qk = q + (j + k) * d + i;
-                    lo[k] = _mm256_add_ps(lo[k], _mm256_mul_ps(_mm256_loadu_ps(qk), r0));
-                    hi[k] = _mm256_add_ps(hi[k], _mm256_mul_ps(_mm256_loadu_ps(qk + LANES), r1));
+                    lo[k] = _mm256_fmadd_ps(_mm256_loadu_ps(qk), r0, lo[k]);
+                    hi[k] = _mm256_fmadd_ps(_mm256_loadu_ps(qk + LANES), r1, hi[k]);
                 }
             }
             for (size_t k = 0; k < 4; k++)
@@ -585,7 +593,7 @@ static inline void dot_group_rows(const float *q, size_t heads, const void *cons
         }
     for (; j < heads; j++)
         for (size_t r = 0; r < n; r++)
-            out[j * out_stride + r] = dot_rows(q + j * d, rows[r], d, load);
+            out[j * out_stride + r] = dot_rows(q + j * d, rows[r], d, 1, load);
 }
 
 static void dot_group_f32_avx2(const float *q, size_t heads, const void *const *rows, size_t n,
@@ -624,8 +632,7 @@ static inline size_t axpy_group_rows(float *y, size_t y_stride, const float *a, 
             for (size_t r = 0; r < n; r++) {
                 __m256 x = load(rows[r], i);
                 for (size_t k = 0; k < 4; k++)
-                    sum[k] = _mm256_add_ps(
-                        sum[k], _mm256_mul_ps(_mm256_set1_ps(a[(j + k) * a_stride + r]), x));
+                    sum[k] = _mm256_fmadd_ps(_mm256_set1_ps(a[(j + k) * a_stride + r]), x, sum[k]);
             }
             for (size_t k = 0; k < 4; k++)
                 _mm256_storeu_ps(y + (j + k) * y_stride + i, sum[k]);

@@ -809,49 +809,59 @@ static inline float fold_lanes(__m512 acc)
     return _mm_cvtss_f32(_mm_add_ss(c, _mm_movehdup_ps(c)));
 }
 
-/* d is a multiple of 16, as in the scalar loop. */
-#define DEFINE_DOT(name, load)                                                   \
-    static float name(const float *q, const void *row, size_t d)                 \
-    {                                                                            \
-        __m512 acc = _mm512_setzero_ps();                                        \
-        for (size_t i = 0; i < d; i += LANES)                                    \
-            acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_loadu_ps(q + i), load(row, i))); \
-        return fold_lanes(acc);                                                  \
-    }
+/* q . row in the fixed order, d a multiple of 16 as in the scalar loop; fused: each
+ * step one fused multiply-add (dot_group's contract), else product then sum (dot's). */
+ALWAYS_INLINE float dot_row(const float *q, const void *row, size_t d, int fused,
+                            __m512 (*load)(const void *, size_t))
+{
+    __m512 acc = _mm512_setzero_ps();
+    for (size_t i = 0; i < d; i += LANES)
+        acc = fused ? _mm512_fmadd_ps(_mm512_loadu_ps(q + i), load(row, i), acc)
+                    : _mm512_add_ps(acc, _mm512_mul_ps(_mm512_loadu_ps(q + i), load(row, i)));
+    return fold_lanes(acc);
+}
 
-DEFINE_DOT(dot_f32_avx512, load_f32)
-DEFINE_DOT(dot_f16_avx512, load_f16)
-DEFINE_DOT(dot_bf16_avx512, load_bf16)
+static float dot_f32_avx512(const float *q, const void *row, size_t d)
+{
+    return dot_row(q, row, d, 0, load_f32);
+}
 
-/* y += a*row, product rounded then added: bit-identical to the scalar loop. */
-static void axpy_f32_avx512(float *y, float a, const void *row, size_t d)
+static float dot_f16_avx512(const float *q, const void *row, size_t d)
+{
+    return dot_row(q, row, d, 0, load_f16);
+}
+
+static float dot_bf16_avx512(const float *q, const void *row, size_t d)
+{
+    return dot_row(q, row, d, 0, load_bf16);
+}
+
+/* y += a*row, one fused multiply-add per element as in the scalar loop. */
+ALWAYS_INLINE void axpy_row(float *y, float a, const void *row, size_t d, size_t elem_size,
+                            __m512 (*load)(const void *, size_t),
+                            void (*scalar)(float *, float, const void *, size_t))
 {
     const __m512 va = _mm512_set1_ps(a);
     size_t i = 0;
     for (; i + LANES <= d; i += LANES)
-        _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_loadu_ps(y + i), _mm512_mul_ps(va, load_f32(row, i))));
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, load(row, i), _mm512_loadu_ps(y + i)));
     if (i < d)
-        adamas_axpy_f32_scalar(y + i, a, (const float *)row + i, d - i);
+        scalar(y + i, a, (const char *)row + i * elem_size, d - i);
+}
+
+static void axpy_f32_avx512(float *y, float a, const void *row, size_t d)
+{
+    axpy_row(y, a, row, d, 4, load_f32, adamas_axpy_f32_scalar);
 }
 
 static void axpy_f16_avx512(float *y, float a, const void *row, size_t d)
 {
-    const __m512 va = _mm512_set1_ps(a);
-    size_t i = 0;
-    for (; i + LANES <= d; i += LANES)
-        _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_loadu_ps(y + i), _mm512_mul_ps(va, load_f16(row, i))));
-    if (i < d)
-        adamas_axpy_f16_scalar(y + i, a, (const uint16_t *)row + i, d - i);
+    axpy_row(y, a, row, d, 2, load_f16, adamas_axpy_f16_scalar);
 }
 
 static void axpy_bf16_avx512(float *y, float a, const void *row, size_t d)
 {
-    const __m512 va = _mm512_set1_ps(a);
-    size_t i = 0;
-    for (; i + LANES <= d; i += LANES)
-        _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_loadu_ps(y + i), _mm512_mul_ps(va, load_bf16(row, i))));
-    if (i < d)
-        adamas_axpy_bf16_scalar(y + i, a, (const uint16_t *)row + i, d - i);
+    axpy_row(y, a, row, d, 2, load_bf16, adamas_axpy_bf16_scalar);
 }
 
 /* ------------------------------------------------------------- GQA groups */
@@ -892,7 +902,7 @@ static inline __m512 fold_lanes16(const __m512 acc[16])
 
 /* dot of each of four heads with each of four rows: 16 elements of each row converted
  * once and used by the four heads from a register, each query register by the four
- * rows; 16 lane sums per (row, head) as dot keeps them, folded together. */
+ * rows; 16 lane sums per (row, head) as dot_row keeps them (fused), folded together. */
 ALWAYS_INLINE void dot_4x4(const float *q, const void *const *rows, size_t d, float *out,
                            size_t out_stride, __m512 (*load)(const void *, size_t))
 {
@@ -906,7 +916,7 @@ ALWAYS_INLINE void dot_4x4(const float *q, const void *const *rows, size_t d, fl
         for (size_t h = 0; h < 4; h++) {
             __m512 vq = _mm512_loadu_ps(q + h * d + i);
             for (size_t m = 0; m < 4; m++)
-                acc[4 * m + h] = _mm512_add_ps(acc[4 * m + h], _mm512_mul_ps(vq, x[m]));
+                acc[4 * m + h] = _mm512_fmadd_ps(vq, x[m], acc[4 * m + h]);
         }
     }
     __m512 sums = fold_lanes16(acc);
@@ -923,10 +933,10 @@ ALWAYS_INLINE void dot_4x1(const float *q, const void *row, size_t d, float *out
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (size_t i = 0; i < d; i += LANES) {
         __m512 x = load(row, i);
-        a0 = _mm512_add_ps(a0, _mm512_mul_ps(_mm512_loadu_ps(q + i), x));
-        a1 = _mm512_add_ps(a1, _mm512_mul_ps(_mm512_loadu_ps(q + d + i), x));
-        a2 = _mm512_add_ps(a2, _mm512_mul_ps(_mm512_loadu_ps(q + 2 * d + i), x));
-        a3 = _mm512_add_ps(a3, _mm512_mul_ps(_mm512_loadu_ps(q + 3 * d + i), x));
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), x, a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + d + i), x, a1);
+        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(q + 2 * d + i), x, a2);
+        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(q + 3 * d + i), x, a3);
     }
     float sums[4];
     _mm_storeu_ps(sums, fold_lanes4(a0, a1, a2, a3));
@@ -934,11 +944,10 @@ ALWAYS_INLINE void dot_4x1(const float *q, const void *row, size_t d, float *out
         out[h * out_stride] = sums[h];
 }
 
-/* The heads past a multiple of four take the single-head dot (rows from L1). */
+/* The heads past a multiple of four take the single-head loop (rows from L1). */
 ALWAYS_INLINE void dot_group_rows(const float *q, size_t heads, const void *const *rows, size_t n,
                                   size_t d, float *out, size_t out_stride,
-                                  __m512 (*load)(const void *, size_t),
-                                  float (*dot)(const float *, const void *, size_t))
+                                  __m512 (*load)(const void *, size_t))
 {
     size_t j = 0;
     for (; j + 4 <= heads; j += 4) {
@@ -950,28 +959,28 @@ ALWAYS_INLINE void dot_group_rows(const float *q, size_t heads, const void *cons
     }
     for (; j < heads; j++)
         for (size_t r = 0; r < n; r++)
-            out[j * out_stride + r] = dot(q + j * d, rows[r], d);
+            out[j * out_stride + r] = dot_row(q + j * d, rows[r], d, 1, load);
 }
 
 static void dot_group_f32_avx512(const float *q, size_t heads, const void *const *rows, size_t n,
                                  size_t d, float *out, size_t out_stride)
 {
-    dot_group_rows(q, heads, rows, n, d, out, out_stride, load_f32, dot_f32_avx512);
+    dot_group_rows(q, heads, rows, n, d, out, out_stride, load_f32);
 }
 
 static void dot_group_f16_avx512(const float *q, size_t heads, const void *const *rows, size_t n,
                                  size_t d, float *out, size_t out_stride)
 {
-    dot_group_rows(q, heads, rows, n, d, out, out_stride, load_f16, dot_f16_avx512);
+    dot_group_rows(q, heads, rows, n, d, out, out_stride, load_f16);
 }
 
 static void dot_group_bf16_avx512(const float *q, size_t heads, const void *const *rows,
                                   size_t n, size_t d, float *out, size_t out_stride)
 {
-    dot_group_rows(q, heads, rows, n, d, out, out_stride, load_bf16, dot_bf16_avx512);
+    dot_group_rows(q, heads, rows, n, d, out, out_stride, load_bf16);
 }
 
-/* y_j += a_j[r]*rows[r] for four heads, the rows in order, product rounded then added as
+/* y_j += a_j[r]*rows[r] for four heads, the rows in order, fused multiply-adds as
  * in axpy: per 16 elements the four sums stay in registers over all n rows (one load
  * and one store per head instead of one per row), and each 16 elements of a row are
  * converted once for the four heads.  A tail of d % 16 elements, and the heads past a
@@ -992,10 +1001,10 @@ ALWAYS_INLINE void axpy_group_rows(float *y, size_t y_stride, const float *a, si
             __m512 s3 = _mm512_loadu_ps(y0 + 3 * y_stride + i);
             for (size_t r = 0; r < n; r++) {
                 __m512 x = load(rows[r], i);
-                s0 = _mm512_add_ps(s0, _mm512_mul_ps(_mm512_set1_ps(a0[r]), x));
-                s1 = _mm512_add_ps(s1, _mm512_mul_ps(_mm512_set1_ps(a0[a_stride + r]), x));
-                s2 = _mm512_add_ps(s2, _mm512_mul_ps(_mm512_set1_ps(a0[2 * a_stride + r]), x));
-                s3 = _mm512_add_ps(s3, _mm512_mul_ps(_mm512_set1_ps(a0[3 * a_stride + r]), x));
+                s0 = _mm512_fmadd_ps(_mm512_set1_ps(a0[r]), x, s0);
+                s1 = _mm512_fmadd_ps(_mm512_set1_ps(a0[a_stride + r]), x, s1);
+                s2 = _mm512_fmadd_ps(_mm512_set1_ps(a0[2 * a_stride + r]), x, s2);
+                s3 = _mm512_fmadd_ps(_mm512_set1_ps(a0[3 * a_stride + r]), x, s3);
             }
             _mm512_storeu_ps(y0 + i, s0);
             _mm512_storeu_ps(y0 + y_stride + i, s1);

@@ -5,7 +5,8 @@
  * check.  The transform, dot and page_score perform the scalar f32 operations one by
  * one (each output a+b or a-b of the same two values in the same operand order,
  * products rounded before they are added; the project builds with -ffp-contract=off,
- * so vmulq + vaddq never fuse into fmla), hence bit-identical results (kernels.h).
+ * so vmulq + vaddq never fuse into fmla), and the attention's products one vfmaq where
+ * the scalar code calls fmaf, hence bit-identical results (kernels.h).
  */
 #include <arm_neon.h>
 #include <math.h>
@@ -330,41 +331,44 @@ static inline float fold_lanes(const float32x4_t acc[4])
     return vget_lane_f32(e, 0) + vget_lane_f32(e, 1);                         /* l += l+1 */
 }
 
-/* d is a multiple of 16, as in the scalar loop. */
-static inline float dot_rows(const float *q, const void *row, size_t d,
+/* d is a multiple of 16, as in the scalar loop; fused: one vfmaq per step
+ * (dot_group's contract), else the product rounded, then added (dot's). */
+static inline float dot_rows(const float *q, const void *row, size_t d, int fused,
                              float32x4_t (*load)(const void *, size_t))
 {
     float32x4_t acc[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
     for (size_t i = 0; i < d; i += 4 * LANES)
-        for (size_t k = 0; k < 4; k++)
-            acc[k] = vaddq_f32(acc[k], vmulq_f32(vld1q_f32(q + i + k * LANES), load(row, i + k * LANES)));
+        for (size_t k = 0; k < 4; k++) {
+            float32x4_t vq = vld1q_f32(q + i + k * LANES), x = load(row, i + k * LANES);
+            acc[k] = fused ? vfmaq_f32(acc[k], vq, x) : vaddq_f32(acc[k], vmulq_f32(vq, x));
+        }
     return fold_lanes(acc);
 }
 
 static float dot_f32_neon(const float *q, const void *row, size_t d)
 {
-    return dot_rows(q, row, d, load_f32);
+    return dot_rows(q, row, d, 0, load_f32);
 }
 
 static float dot_f16_neon(const float *q, const void *row, size_t d)
 {
-    return dot_rows(q, row, d, load_f16);
+    return dot_rows(q, row, d, 0, load_f16);
 }
 
 static float dot_bf16_neon(const float *q, const void *row, size_t d)
 {
-    return dot_rows(q, row, d, load_bf16);
+    return dot_rows(q, row, d, 0, load_bf16);
 }
 
-/* y += a*row, the product rounded then added: bit-identical to the scalar loop.
- * Returns how many elements it did (a multiple of 4); the caller does the rest. */
+/* y += a*row, one fused multiply-add per element as in the scalar loop.  Returns how
+ * many elements it did (a multiple of 4); the caller does the rest. */
 static inline size_t axpy_rows(float *y, float a, const void *row, size_t d,
                                float32x4_t (*load)(const void *, size_t))
 {
     const float32x4_t va = vdupq_n_f32(a);
     size_t i = 0;
     for (; i + LANES <= d; i += LANES)
-        vst1q_f32(y + i, vaddq_f32(vld1q_f32(y + i), vmulq_f32(va, load(row, i))));
+        vst1q_f32(y + i, vfmaq_f32(vld1q_f32(y + i), va, load(row, i)));
     return i;
 }
 
@@ -567,18 +571,18 @@ static void scan_group_xorw_neon(const uint64_t *q, size_t q_stride, size_t head
                     hist, hist_stride, limit);
 }
 
-#define DEFINE_DOT_GROUP(name, dot)                                                      \
+#define DEFINE_DOT_GROUP(name, load)                                                     \
     static void name(const float *q, size_t heads, const void *const *rows, size_t n,    \
                      size_t d, float *out, size_t out_stride)                            \
     {                                                                                    \
         for (size_t r = 0; r < n; r++)                                                   \
             for (size_t j = 0; j < heads; j++)                                           \
-                out[j * out_stride + r] = dot(q + j * d, rows[r], d);                    \
+                out[j * out_stride + r] = dot_rows(q + j * d, rows[r], d, 1, load);      \
     }
 
-DEFINE_DOT_GROUP(dot_group_f32_neon, dot_f32_neon)
-DEFINE_DOT_GROUP(dot_group_f16_neon, dot_f16_neon)
-DEFINE_DOT_GROUP(dot_group_bf16_neon, dot_bf16_neon)
+DEFINE_DOT_GROUP(dot_group_f32_neon, load_f32)
+DEFINE_DOT_GROUP(dot_group_f16_neon, load_f16)
+DEFINE_DOT_GROUP(dot_group_bf16_neon, load_bf16)
 
 #define DEFINE_AXPY_GROUP(name, axpy)                                                    \
     static void name(float *y, size_t y_stride, const float *a, size_t a_stride,         \
