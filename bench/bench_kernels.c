@@ -7,8 +7,10 @@
  *   had+enc     ns per vector: Hadamard transform + 2-bit encode, d = 64, 128, 256
  *   dot, axpy   ns per row of d = 128, f32 and f16 rows
  *   x4          the grouped kernels of a GQA group of 4 query heads: scan in ns per
- *               key and head (d = 128, L1, with the histogram), dot and axpy in ns
- *               per row (d = 128, f16, 4 rows a call, as attention calls them)
+ *               key and head (d = 128, L1, with the histogram of every distance, and
+ *               of those under limits about 1 key in 64 passes, as in a decode step),
+ *               dot and axpy in ns per row (d = 128, f16, 4 rows a call, as attention
+ *               calls them)
  *   q8_0 dot    ns per weight row of 2048 Q8_0 weights (adamas_matvec's kernel)
  *
  * Each figure is the median of REPS timed repetitions (the machine may be shared);
@@ -112,6 +114,7 @@ typedef struct {
     uint64_t *q, *codes;
     uint16_t *dist;
     uint32_t *hist;
+    const uint16_t *limit; /* grouped scan: each head's limit, or NULL */
 } scan_ctx;
 
 static void scan_body(const variant *v, void *p)
@@ -130,8 +133,22 @@ static void scan_group_body(const variant *v, void *p)
     scan_ctx *c = p;
     const size_t nbins = 3 * c->d + 1;
     v->k.scan_group[c->metric](c->q, c->words, GROUP, c->codes, c->words, N_KEYS, c->dist,
-                               N_KEYS, c->hist, nbins, NULL);
+                               N_KEYS, c->hist, nbins, c->limit);
     sink_u = c->dist[N_KEYS / 2];
+}
+
+/* Limits under which about 1 key in 64 lies, as a selection's limits fall to during a
+ * decode step: from each head's distances to the keys. */
+static void group_limits(const scan_ctx *c, uint16_t limit[GROUP])
+{
+    for (size_t h = 0; h < GROUP; h++) {
+        uint32_t hist[3 * 1024 + 1] = {0}, below = 0, v = 0;
+        adamas_kernels_scalar.scan[c->metric](c->q + h * c->words, c->codes, c->words, N_KEYS,
+                                              c->dist, hist);
+        while (below + hist[v] < N_KEYS / 64)
+            below += hist[v++];
+        limit[h] = (uint16_t)v;
+    }
 }
 
 typedef struct {
@@ -272,10 +289,24 @@ static float rng_unit(void)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1)
-        reps = atoi(argv[1]);
-    if (reps < 1 || reps > 64)
-        reps = 9;
+    if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        printf("usage: bench_kernels [REPS]\n\n"
+               "Times every kernel of each kernel table this CPU runs (scalar, AVX2, AVX-512\n"
+               "and its vpshufb variant, NEON) on inputs in L1/L2, and prints a table: the\n"
+               "median of REPS repetitions (1-64, default 9) per kernel and table, and the\n"
+               "speed-up over the scalar specification measured in the same run.\n");
+        return 0;
+    }
+    if (argc > 1) {
+        char *end;
+        long r = strtol(argv[1], &end, 10);
+        if (*end || r < 1 || r > 64) {
+            fprintf(stderr, "bench_kernels: REPS must be a number from 1 to 64, not '%s' (--help)\n",
+                    argv[1]);
+            return 2;
+        }
+        reps = (int)r;
+    }
     find_variants();
     printf("adamas kernels: median of %d repetitions; each cell: time (speed-up over scalar)\n", reps);
     print_header();
@@ -321,6 +352,10 @@ int main(int argc, char **argv)
         for (size_t w = 0; w < N_KEYS * c.words; w++)
             c.codes[w] = rng_next();
         print_row("scan x4 l1+hist d=128", "ns/key", scan_group_body, &c, GROUP * N_KEYS);
+        uint16_t limit[GROUP];
+        group_limits(&c, limit);
+        c.limit = limit;
+        print_row("scan x4 l1+lim d=128", "ns/key", scan_group_body, &c, GROUP * N_KEYS);
         free(c.q);
         free(c.codes);
         free(c.dist);
