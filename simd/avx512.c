@@ -8,8 +8,9 @@
  * Bit-exactness (kernels.h): the transform performs the scalar f32 operations, each
  * output a+b or a-b of the same two values in the same operand order, then one
  * multiplication by the same constant; dot and page_score keep the 16 lane sums of
- * the scalar loop in one register and fold them in the same order.  No FMA anywhere
- * outside exp.
+ * the scalar loop in one register and fold them in the same order.  FMA only where
+ * the scalar code calls fmaf (the attention's products: dot_group, axpy, axpy_group)
+ * and in exp.
  */
 #include <immintrin.h>
 #include <math.h>
