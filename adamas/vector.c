@@ -11,6 +11,15 @@
 #include "half.h"
 #include "kernels.h"
 
+/* On x86-64 built without -mfma, fmaf is a call into libm per element.  The fused
+ * entries get a clone for CPUs with FMA (chosen once, at load), where it is one
+ * instruction giving the same bits. */
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__) && !defined(__FMA__)
+#define FUSED_ENTRY __attribute__((target_clones("fma", "default")))
+#else
+#define FUSED_ENTRY
+#endif
+
 float adamas_fold_lanes(float acc[ADAMAS_DOT_LANES])
 {
     for (int width = ADAMAS_DOT_LANES / 2; width >= 1; width /= 2)
@@ -58,23 +67,23 @@ float adamas_dot_bf16_scalar(const float *q, const void *row, size_t d)
     return dot_rows(q, row, d, ADAMAS_BF16, 0);
 }
 
-void adamas_axpy_f32_scalar(float *y, float a, const void *row, size_t d)
+FUSED_ENTRY void adamas_axpy_f32_scalar(float *y, float a, const void *row, size_t d)
 {
     axpy_rows(y, a, row, d, ADAMAS_F32);
 }
 
-void adamas_axpy_f16_scalar(float *y, float a, const void *row, size_t d)
+FUSED_ENTRY void adamas_axpy_f16_scalar(float *y, float a, const void *row, size_t d)
 {
     axpy_rows(y, a, row, d, ADAMAS_F16);
 }
 
-void adamas_axpy_bf16_scalar(float *y, float a, const void *row, size_t d)
+FUSED_ENTRY void adamas_axpy_bf16_scalar(float *y, float a, const void *row, size_t d)
 {
     axpy_rows(y, a, row, d, ADAMAS_BF16);
 }
 
 /* The grouped entries are, by definition, one fused dot or one axpy per row and head. */
-void adamas_dot_group_f32_scalar(const float *q, size_t heads, const void *const *rows,
+FUSED_ENTRY void adamas_dot_group_f32_scalar(const float *q, size_t heads, const void *const *rows,
                                  size_t n, size_t d, float *out, size_t out_stride)
 {
     for (size_t r = 0; r < n; r++)
@@ -82,7 +91,7 @@ void adamas_dot_group_f32_scalar(const float *q, size_t heads, const void *const
             out[j * out_stride + r] = dot_rows(q + j * d, rows[r], d, ADAMAS_F32, 1);
 }
 
-void adamas_dot_group_f16_scalar(const float *q, size_t heads, const void *const *rows,
+FUSED_ENTRY void adamas_dot_group_f16_scalar(const float *q, size_t heads, const void *const *rows,
                                  size_t n, size_t d, float *out, size_t out_stride)
 {
     for (size_t r = 0; r < n; r++)
@@ -90,7 +99,7 @@ void adamas_dot_group_f16_scalar(const float *q, size_t heads, const void *const
             out[j * out_stride + r] = dot_rows(q + j * d, rows[r], d, ADAMAS_F16, 1);
 }
 
-void adamas_dot_group_bf16_scalar(const float *q, size_t heads, const void *const *rows,
+FUSED_ENTRY void adamas_dot_group_bf16_scalar(const float *q, size_t heads, const void *const *rows,
                                   size_t n, size_t d, float *out, size_t out_stride)
 {
     for (size_t r = 0; r < n; r++)
@@ -98,7 +107,7 @@ void adamas_dot_group_bf16_scalar(const float *q, size_t heads, const void *cons
             out[j * out_stride + r] = dot_rows(q + j * d, rows[r], d, ADAMAS_BF16, 1);
 }
 
-void adamas_axpy_group_f32_scalar(float *y, size_t y_stride, const float *a, size_t a_stride,
+FUSED_ENTRY void adamas_axpy_group_f32_scalar(float *y, size_t y_stride, const float *a, size_t a_stride,
                                   size_t heads, const void *const *rows, size_t n, size_t d)
 {
     for (size_t r = 0; r < n; r++)
@@ -106,7 +115,7 @@ void adamas_axpy_group_f32_scalar(float *y, size_t y_stride, const float *a, siz
             axpy_rows(y + j * y_stride, a[j * a_stride + r], rows[r], d, ADAMAS_F32);
 }
 
-void adamas_axpy_group_f16_scalar(float *y, size_t y_stride, const float *a, size_t a_stride,
+FUSED_ENTRY void adamas_axpy_group_f16_scalar(float *y, size_t y_stride, const float *a, size_t a_stride,
                                   size_t heads, const void *const *rows, size_t n, size_t d)
 {
     for (size_t r = 0; r < n; r++)
@@ -114,7 +123,7 @@ void adamas_axpy_group_f16_scalar(float *y, size_t y_stride, const float *a, siz
             axpy_rows(y + j * y_stride, a[j * a_stride + r], rows[r], d, ADAMAS_F16);
 }
 
-void adamas_axpy_group_bf16_scalar(float *y, size_t y_stride, const float *a, size_t a_stride,
+FUSED_ENTRY void adamas_axpy_group_bf16_scalar(float *y, size_t y_stride, const float *a, size_t a_stride,
                                    size_t heads, const void *const *rows, size_t n, size_t d)
 {
     for (size_t r = 0; r < n; r++)
