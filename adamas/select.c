@@ -166,34 +166,95 @@ static inline uint32_t order_key(float x)
     return (u & 0x80000000u) ? ~u : u | 0x80000000u;
 }
 
+/* Keys a select keeps on its stack (the shortlist of a two-stage selection fits). */
+#define STACK_KEYS 2048u
+
+/* Histograms counted in turn: the keys of one select mostly share their top bytes,
+ * and four counters per bucket keep the increments from waiting on one another. */
+#define HIST_WAYS 4
+
+/* The bucket that holds the need-th largest key counted in hist (its first `ways`
+ * parts summed); need becomes that key's rank among the bucket's. */
+static uint32_t top_bucket(uint32_t hist[HIST_WAYS][256], int ways, uint32_t *need)
+{
+    for (uint32_t b = 255;; b--) {
+        uint32_t count = 0;
+        for (int w = 0; w < ways; w++)
+            count += hist[w][b];
+        if (count >= *need)
+            return b;
+        *need -= count;
+    }
+}
+
+/* The key of position j: from keys when they were computed (n <= STACK_KEYS). */
+static inline uint32_t key_at(const float *score, const uint32_t *keys, uint32_t j)
+{
+    return keys ? keys[j] : order_key(score[j]);
+}
+
 void adamas_select_largest_f32(const float *score, uint32_t n, uint32_t k, uint32_t *idx)
 {
     /* Radix select of the k-th largest key, one byte at a time from the top: `need`
-     * counts how many keys still have to come from those matching `prefix`. */
-    uint32_t prefix = 0, mask = 0, need = k;
+     * counts how many keys still have to come from those matching `prefix`.  Up to
+     * STACK_KEYS keys are computed once and, after each byte, those still in the
+     * running are compacted into `live`; beyond that, each byte reads every score. */
+    uint32_t key_buf[STACK_KEYS], live[STACK_KEYS];
+    const uint32_t *keys = n <= STACK_KEYS ? key_buf : NULL;
+    uint32_t prefix = 0, mask = 0, need = k, m = n;
+    if (keys)
+        for (uint32_t j = 0; j < n; j++)
+            key_buf[j] = live[j] = order_key(score[j]);
     for (int shift = 24; shift >= 0; shift -= 8) {
-        uint32_t hist[256] = {0};
-        for (uint32_t j = 0; j < n; j++) {
-            uint32_t key = order_key(score[j]);
-            if ((key & mask) == prefix)
-                hist[(key >> shift) & 0xff]++;
+        /* a few keys: one histogram, less to clear */
+        const int ways = m < 64 ? 1 : HIST_WAYS;
+        uint32_t hist[HIST_WAYS][256];
+        memset(hist, 0, (size_t)ways * sizeof hist[0]);
+        if (keys) {
+            uint32_t j = 0;
+            for (; ways == HIST_WAYS && j + HIST_WAYS <= m; j += HIST_WAYS)
+                for (int w = 0; w < HIST_WAYS; w++)
+                    hist[w][(live[j + w] >> shift) & 0xff]++;
+            for (; j < m; j++)
+                hist[0][(live[j] >> shift) & 0xff]++;
+        } else {
+            for (uint32_t j = 0; j < n; j++) {
+                uint32_t key = order_key(score[j]);
+                if ((key & mask) == prefix) /* after the first byte, rarely */
+                    hist[mask ? 0 : j % HIST_WAYS][(key >> shift) & 0xff]++;
+            }
         }
-        uint32_t b = 255;
-        while (hist[b] < need)
-            need -= hist[b--];
-        prefix |= b << shift;
+        prefix |= top_bucket(hist, ways, &need) << shift;
         mask |= 0xffu << shift;
+        if (keys) {
+            uint32_t kept = 0;
+            for (uint32_t j = 0; j < m; j++) {
+                live[kept] = live[j];
+                kept += (live[j] & mask) == prefix;
+            }
+            m = kept;
+        }
     }
-    /* Keys above `prefix` all, and the `need` last positions whose key equals it. */
+    /* Keys above `prefix` all, and the `need` last positions whose key equals it.
+     * Where many are taken (a quarter of a shortlist, at random), whether a
+     * position is taken is data, not a branch; where few are, a branch that is
+     * rarely taken costs less. */
     uint32_t cutoff = n;
     for (uint32_t ties = need; ties > 0;)
-        if (order_key(score[--cutoff]) == prefix)
-            ties--;
-    uint32_t m = 0;
-    for (uint32_t j = 0; j < n && m < k; j++) {
-        uint32_t key = order_key(score[j]);
-        if (key > prefix || (key == prefix && j >= cutoff))
-            idx[m++] = j;
+        ties -= key_at(score, keys, --cutoff) == prefix;
+    uint32_t taken = 0;
+    if ((uint64_t)k * 16 >= n) {
+        for (uint32_t j = 0; taken < k; j++) {
+            const uint32_t key = key_at(score, keys, j);
+            idx[taken] = j;
+            taken += (uint32_t)(key > prefix) | ((uint32_t)(key == prefix) & (uint32_t)(j >= cutoff));
+        }
+    } else {
+        for (uint32_t j = 0; taken < k; j++) {
+            const uint32_t key = key_at(score, keys, j);
+            if (key > prefix || (key == prefix && j >= cutoff))
+                idx[taken++] = j;
+        }
     }
 }
 

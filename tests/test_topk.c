@@ -169,7 +169,10 @@ Test(topk, select_largest_f32_equals_a_sort_with_ties)
 {
     const float pool[] = {-INFINITY, -3.5f, -1.0f, -0.0f, 0.0f, 1e-30f, 1.0f, 2.0f, 1e30f};
     for (int trial = 0; trial < 300; trial++) {
-        uint32_t n = 1 + rng_below(trial < 200 ? 50 : 2000), k = 1 + rng_below(n);
+        /* lengths below and above the keys a select keeps on its stack (2048); k a
+         * large share of n, or a small one */
+        uint32_t n = 1 + rng_below(trial < 200 ? 50 : trial < 250 ? 2048 : 6000);
+        uint32_t k = 1 + rng_below(trial % 2 ? n : n / 16 + 1);
         float *score = malloc(n * sizeof *score);
         for (uint32_t i = 0; i < n; i++)
             score[i] = trial % 3 ? pool[rng_below(sizeof pool / sizeof pool[0])] : rng_normal();
