@@ -11,10 +11,12 @@
 #include "half.h"
 #include "kernels.h"
 
-/* On x86-64 built without -mfma, fmaf is a call into libm per element.  The fused
- * entries get a clone for CPUs with FMA (chosen once, at load), where it is one
- * instruction giving the same bits. */
-#if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__) && !defined(__FMA__)
+/* On x86-64 built without -mfma, fmaf is a call into libm per element.  With GCC the
+ * fused entries get a clone for CPUs with FMA (chosen once, at load), where it is one
+ * instruction giving the same bits.  (Builds with clang 14, whose clones left the
+ * entries' own names undefined at link time, keep the calls.) */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__ELF__) && \
+    !defined(__FMA__)
 #define FUSED_ENTRY __attribute__((target_clones("fma", "default")))
 #else
 #define FUSED_ENTRY
