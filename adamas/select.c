@@ -247,7 +247,8 @@ void adamas_select_largest_f32(const float *score, uint32_t n, uint32_t k, uint3
         for (uint32_t j = 0; taken < k; j++) {
             const uint32_t key = key_at(score, keys, j);
             idx[taken] = j;
-            taken += (uint32_t)(key > prefix) | ((uint32_t)(key == prefix) & (uint32_t)(j >= cutoff));
+            taken += (uint32_t)(key > prefix) |
+                     ((uint32_t)(key == prefix) & (uint32_t)(j >= cutoff));
         }
     } else {
         for (uint32_t j = 0; taken < k; j++) {

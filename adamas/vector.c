@@ -109,24 +109,27 @@ FUSED_ENTRY void adamas_dot_group_bf16_scalar(const float *q, size_t heads, cons
             out[j * out_stride + r] = dot_rows(q + j * d, rows[r], d, ADAMAS_BF16, 1);
 }
 
-FUSED_ENTRY void adamas_axpy_group_f32_scalar(float *y, size_t y_stride, const float *a, size_t a_stride,
-                                  size_t heads, const void *const *rows, size_t n, size_t d)
+FUSED_ENTRY void adamas_axpy_group_f32_scalar(float *y, size_t y_stride, const float *a,
+                                              size_t a_stride, size_t heads,
+                                              const void *const *rows, size_t n, size_t d)
 {
     for (size_t r = 0; r < n; r++)
         for (size_t j = 0; j < heads; j++)
             axpy_rows(y + j * y_stride, a[j * a_stride + r], rows[r], d, ADAMAS_F32);
 }
 
-FUSED_ENTRY void adamas_axpy_group_f16_scalar(float *y, size_t y_stride, const float *a, size_t a_stride,
-                                  size_t heads, const void *const *rows, size_t n, size_t d)
+FUSED_ENTRY void adamas_axpy_group_f16_scalar(float *y, size_t y_stride, const float *a,
+                                              size_t a_stride, size_t heads,
+                                              const void *const *rows, size_t n, size_t d)
 {
     for (size_t r = 0; r < n; r++)
         for (size_t j = 0; j < heads; j++)
             axpy_rows(y + j * y_stride, a[j * a_stride + r], rows[r], d, ADAMAS_F16);
 }
 
-FUSED_ENTRY void adamas_axpy_group_bf16_scalar(float *y, size_t y_stride, const float *a, size_t a_stride,
-                                   size_t heads, const void *const *rows, size_t n, size_t d)
+FUSED_ENTRY void adamas_axpy_group_bf16_scalar(float *y, size_t y_stride, const float *a,
+                                               size_t a_stride, size_t heads,
+                                               const void *const *rows, size_t n, size_t d)
 {
     for (size_t r = 0; r < n; r++)
         for (size_t j = 0; j < heads; j++)
