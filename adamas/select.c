@@ -206,8 +206,9 @@ void adamas_select_largest_f32(const float *score, uint32_t n, uint32_t k, uint3
         for (uint32_t j = 0; j < n; j++)
             key_buf[j] = live[j] = order_key(score[j]);
     for (int shift = 24; shift >= 0; shift -= 8) {
-        /* a few keys: one histogram, less to clear */
-        const int ways = m < 64 ? 1 : HIST_WAYS;
+        /* a few keys, or every score read again (after the first byte few match): one
+         * histogram, less to clear */
+        const int ways = keys && m >= 64 ? HIST_WAYS : 1;
         uint32_t hist[HIST_WAYS][256];
         memset(hist, 0, (size_t)ways * sizeof hist[0]);
         if (keys) {
@@ -220,8 +221,8 @@ void adamas_select_largest_f32(const float *score, uint32_t n, uint32_t k, uint3
         } else {
             for (uint32_t j = 0; j < n; j++) {
                 uint32_t key = order_key(score[j]);
-                if ((key & mask) == prefix) /* after the first byte, rarely */
-                    hist[mask ? 0 : j % HIST_WAYS][(key >> shift) & 0xff]++;
+                if ((key & mask) == prefix)
+                    hist[0][(key >> shift) & 0xff]++;
             }
         }
         prefix |= top_bucket(hist, ways, &need) << shift;
