@@ -24,6 +24,23 @@ static inline uint32_t token_at(const uint32_t *set, uint32_t first, uint32_t i)
     return set ? set[i] : first + i;
 }
 
+/* Before the batch of rows [i, i + n) of a pass over `count` rows of one kv head
+ * (keys, or values when `values`): ask for the rows PREFETCH_ROWS further on and, on
+ * contiguous rows (set NULL), those far_rows further on into L2. */
+static inline void prefetch_ahead(const adamas_cache *c, uint32_t kv_head, int values,
+                                  const uint32_t *set, uint32_t first, uint32_t i, uint32_t n,
+                                  uint32_t count, size_t row_bytes, uint32_t far_rows)
+{
+    void *(*row)(const adamas_cache *, uint32_t, uint32_t) =
+        values ? adamas_cache_value_row : adamas_cache_key_row;
+    for (uint32_t r = i + PREFETCH_ROWS; r < i + n + PREFETCH_ROWS && r < count; r++)
+        adamas_prefetch(row(c, kv_head, token_at(set, first, r)), row_bytes);
+    if (!set && i + far_rows < count) {
+        const uint32_t far = i + far_rows, m = count - far < n ? count - far : n;
+        adamas_prefetch_l2(row(c, kv_head, first + far), m * row_bytes);
+    }
+}
+
 /* x[i] *= scale for i < n; returns the largest x[i].  Sixteen running maxima, so
  * that the compares do not wait on one another: the value is that of a single running
  * maximum, but for the sign of a zero maximum, which exp(x - max) does not see. */
@@ -62,12 +79,13 @@ void adamas_attend_chunk(const adamas_cache *c, const adamas_kernels *kern, uint
     uint32_t batch = (uint32_t)(BATCH_BYTES / row_bytes);
     batch = batch < 1 ? 1 : batch > MAX_BATCH_ROWS ? MAX_BATCH_ROWS : batch;
     const void *rows[MAX_BATCH_ROWS];
+    uint32_t far_rows = (uint32_t)(L2_PREFETCH_BYTES / row_bytes);
+    far_rows = far_rows > PREFETCH_ROWS ? far_rows : PREFETCH_ROWS + 1;
 
     /* logits: every key row read once for all heads */
     for (uint32_t i = 0; i < count; i += batch) {
         const uint32_t n = count - i < batch ? count - i : batch;
-        for (uint32_t r = i + PREFETCH_ROWS; r < i + n + PREFETCH_ROWS && r < count; r++)
-            adamas_prefetch(adamas_cache_key_row(c, kv_head, token_at(set, first, r)), row_bytes);
+        prefetch_ahead(c, kv_head, 0, set, first, i, n, count, row_bytes, far_rows);
         for (uint32_t r = 0; r < n; r++)
             rows[r] = adamas_cache_key_row(c, kv_head, token_at(set, first, i + r));
         dot(q, heads, rows, n, d, logits + i, count);
@@ -82,9 +100,7 @@ void adamas_attend_chunk(const adamas_cache *c, const adamas_kernels *kern, uint
     /* weighted values: every value row read once for all heads */
     for (uint32_t i = 0; i < count; i += batch) {
         const uint32_t n = count - i < batch ? count - i : batch;
-        for (uint32_t r = i + PREFETCH_ROWS; r < i + n + PREFETCH_ROWS && r < count; r++)
-            adamas_prefetch(adamas_cache_value_row(c, kv_head, token_at(set, first, r)),
-                            row_bytes);
+        prefetch_ahead(c, kv_head, 1, set, first, i, n, count, row_bytes, far_rows);
         for (uint32_t r = 0; r < n; r++)
             rows[r] = adamas_cache_value_row(c, kv_head, token_at(set, first, i + r));
         axpy(partial + 2, stride, logits + i, count, heads, rows, n, d);

@@ -276,9 +276,6 @@ static inline __m256i pair_sums(__m256i a, __m256i b)
     return _mm256_add_epi64(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
 }
 
-/* How far ahead of the batch in use the scan prefetches its codes. */
-#define SCAN_PREFETCH_BYTES 4096
-
 /* Distances of m <= 8 keys codes[m][words] (words a constant after inlining). */
 static inline void scan_batch(const __m256i *qv, const uint64_t *codes, size_t words, size_t m,
                               int tail, int xorw, uint16_t *dist)
@@ -347,14 +344,12 @@ static inline void scan_words(const uint64_t *q, const uint64_t *codes, size_t w
     __m256i qv[8];
     load_query(q, words, qv);
 
-    /* Ask for the codes SCAN_PREFETCH_BYTES ahead: the hardware prefetcher alone
-     * leaves the scan waiting on memory much of the time. */
+    /* Ask for the codes ahead (simd.h): the hardware prefetcher alone leaves the scan
+     * waiting on memory much of the time. */
     const size_t batch_bytes = 8 * words * sizeof(uint64_t);
     size_t j = 0;
     for (; j + 8 <= n; j += 8) {
-        const char *ahead = (const char *)(codes + j * words) + SCAN_PREFETCH_BYTES;
-        for (size_t off = 0; off < batch_bytes; off += 64)
-            _mm_prefetch(ahead + off, _MM_HINT_T0);
+        adamas_prefetch_codes(codes + j * words, batch_bytes);
         scan_batch(qv, codes + j * words, words, 8, 0, xorw, dist + j);
     }
     if (j < n)
@@ -417,9 +412,7 @@ static inline void scan_group_words(const uint64_t *q, size_t q_stride, size_t h
         uint32_t *hist0 = hist ? hist + h0 * hist_stride : NULL;
         size_t j = 0;
         for (; j + 8 <= n; j += 8) {
-            const char *ahead = (const char *)(codes + j * words) + SCAN_PREFETCH_BYTES;
-            for (size_t off = 0; off < batch_bytes; off += 64)
-                _mm_prefetch(ahead + off, _MM_HINT_T0);
+            adamas_prefetch_codes(codes + j * words, batch_bytes);
             for (size_t h = 0; h < pass; h++)
                 scan_batch(qv[h], codes + j * words, words, 8, 0, xorw, d0 + h * dist_stride + j);
             if (hist0 && j > 0)

@@ -285,9 +285,6 @@ __attribute__((target("avx512vbmi2"))) static inline __m512i funnel_in_16(__m512
     return _mm512_shrdv_epi64(acc, counts, _mm512_set1_epi64(16));
 }
 
-/* How far ahead of the batch in use the scan prefetches its codes. */
-#define SCAN_PREFETCH_BYTES 4096
-
 /* Mask of the valid 64-bit lanes of register r of a batch with `valid` valid words. */
 static inline __mmask8 lanes_valid(size_t valid, size_t r)
 {
@@ -350,14 +347,12 @@ static inline void scan_words(const uint64_t *q, const uint64_t *codes, size_t w
         for (size_t k = 0; k < words / 8; k++)
             qv[k] = _mm512_loadu_si512(q + 8 * k);
 
-    /* Ask for the codes PREFETCH_BYTES ahead: the hardware prefetcher alone leaves
-     * the scan waiting on memory about half of the time. */
+    /* Ask for the codes ahead (simd.h): the hardware prefetcher alone leaves the scan
+     * waiting on memory about half of the time. */
     const size_t batch_bytes = 8 * words * sizeof(uint64_t);
     size_t j = 0;
     for (; j + 8 <= n; j += 8) {
-        const char *ahead = (const char *)(codes + j * words) + SCAN_PREFETCH_BYTES;
-        for (size_t off = 0; off < batch_bytes; off += 64)
-            _mm_prefetch(ahead + off, _MM_HINT_T0);
+        adamas_prefetch_codes(codes + j * words, batch_bytes);
         scan_batch(qv, codes + j * words, words, 8, 0, xorw, vpopcnt, dist + j);
     }
     if (j < n)
@@ -580,11 +575,8 @@ static inline void scan_pass(const pass_query *pq, size_t heads, const uint64_t 
      * its scalar loads and stores then run beside vector work instead of after it. */
     size_t j = 0;
     for (; j + 8 <= len; j += 8) {
-        if (prefetch) {
-            const char *ahead = (const char *)(block + j * words) + SCAN_PREFETCH_BYTES;
-            for (size_t off = 0; off < batch_bytes; off += 64)
-                _mm_prefetch(ahead + off, _MM_HINT_T0);
-        }
+        if (prefetch)
+            adamas_prefetch_codes(block + j * words, batch_bytes);
         __m512i c = scan_group_batch(pq, heads, block + j * words, words, 8, 0, xorw, vpopcnt, vbmi2);
         store_group_batch(c, heads, 8, 0, dist + j, dist_stride);
         if (hist && vbmi2) {

@@ -248,9 +248,6 @@ ALWAYS_INLINE uint64x2_t l1_planes(uint64x2_t key, uint64x2_t q, uint64x2_t odd)
     return vbicq_u64(x, vandq_u64(vextq_u64(e, e, 1), odd));
 }
 
-/* How far ahead of the key in use the scan prefetches its codes. */
-#define SCAN_PREFETCH_BYTES 4096
-
 ALWAYS_INLINE void scan_words(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
                               uint16_t *dist, uint32_t *hist, int xorw)
 {

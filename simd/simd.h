@@ -30,6 +30,25 @@ static inline void adamas_count_batch(const uint16_t *dist, size_t dist_stride, 
         }
 }
 
+/* How far ahead of the batch in use the x86 scans ask for their codes: into L1, and
+ * into L2 only.  The L1 prefetch holds a line fill buffer until memory answers, so it
+ * cannot run far ahead; the L2 one (prefetcht2) starts memory on the codes early
+ * enough that the L1 one finds them in L2.  Measured (32/8 heads, 32K tokens, 1
+ * thread, codes from memory): the AVX-512 grouped scan 0.743 -> 0.705 ms with the L2
+ * prefetch 16, 32 or 64 KiB ahead. */
+#define SCAN_PREFETCH_BYTES 4096
+#define SCAN_L2_PREFETCH_BYTES 16384
+
+/* Ask for the codes of the batch bytes[0, batch_bytes) ahead of `batch`, as above. */
+static inline void adamas_prefetch_codes(const void *batch, size_t batch_bytes)
+{
+    const char *b = (const char *)batch;
+    for (size_t off = 0; off < batch_bytes; off += 64)
+        __builtin_prefetch(b + SCAN_PREFETCH_BYTES + off, 0, 3);
+    for (size_t off = 0; off < batch_bytes; off += 64)
+        __builtin_prefetch(b + SCAN_L2_PREFETCH_BYTES + off, 0, 1);
+}
+
 /* ---------------------------------------------------------------- AVX-512 */
 
 /* 1 if this CPU has AVX512_VPOPCNTDQ: the table's scan then uses VPOPCNTQ. */
