@@ -19,6 +19,7 @@
 #include "adamas.h"
 #include "cache.h"
 #include "kernels.h"
+#include "prefetch.h"
 
 /* Tokens per scan item; keys per call of the grouped scan, whose codes stay in L1
  * while every query head of the kv head scans them (whatever the table's kernel). */
@@ -109,39 +110,6 @@ void adamas_attend_chunk(const adamas_cache *c, const adamas_kernels *kern, uint
 /* Rows ahead of the one in use that row loops prefetch: gathers need it, and the
  * hardware prefetcher alone leaves even contiguous rows waiting on memory. */
 #define PREFETCH_ROWS 8
-
-/* How far ahead dense passes (contiguous rows) also ask for rows into L2 only
- * (prefetcht2).  A prefetch into L1 holds one of the core's few line fill buffers
- * until memory answers, which caps how far ahead it can usefully run; asking into L2
- * far ahead starts memory on the rows early, and the L1 prefetch PREFETCH_ROWS ahead
- * then finds them nearer.  Measured side by side (32/8 heads, 32K tokens, 1 thread): FULL f32
- * 22.4-23.0 -> 19.9-20.6 ms; 8, 16 or 32 KiB ahead alike, the L2 prefetch alone
- * (no L1 one) slower than before. */
-#define L2_PREFETCH_BYTES 16384
-
-/* Ask for the cache lines of bytes at p, which will be read soon... */
-static inline void adamas_prefetch(const void *p, size_t bytes)
-{
-#if defined(__GNUC__)
-    for (size_t off = 0; off < bytes; off += 64)
-        __builtin_prefetch((const char *)p + off);
-#else
-    (void)p;
-    (void)bytes;
-#endif
-}
-
-/* ...and into L2 only (the lowest temporal locality: prefetcht2 on x86). */
-static inline void adamas_prefetch_l2(const void *p, size_t bytes)
-{
-#if defined(__GNUC__)
-    for (size_t off = 0; off < bytes; off += 64)
-        __builtin_prefetch((const char *)p + off, 0, 1);
-#else
-    (void)p;
-    (void)bytes;
-#endif
-}
 
 /* Floats between consecutive partial results: d + 2 rounded up to a cache line, so
  * that threads writing neighbouring partials never share a line. */

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "kernels.h"
+#include "prefetch.h"
 
 /* The histogram step of the grouped scans (AVX2, and AVX-512 without VBMI2): hist +
  * h*hist_stride += 1 at each of the m distances dist[0..m) + h*dist_stride that is <=
@@ -30,23 +31,16 @@ static inline void adamas_count_batch(const uint16_t *dist, size_t dist_stride, 
         }
 }
 
-/* How far ahead of the batch in use the x86 scans ask for their codes: into L1, and
- * into L2 only.  The L1 prefetch holds a line fill buffer until memory answers, so it
- * cannot run far ahead; the L2 one (prefetcht2), further ahead, starts memory on the
- * codes early, and the L1 one then finds them nearer.  Measured (32/8 heads, 32K tokens, 1
- * thread, codes from memory): the AVX-512 grouped scan 0.743 -> 0.705 ms with the L2
- * prefetch 16, 32 or 64 KiB ahead. */
+/* How far ahead of the batch in use the scans ask for their codes into L1 (and, on
+ * x86, L2_PREFETCH_BYTES ahead into L2: prefetch.h). */
 #define SCAN_PREFETCH_BYTES 4096
-#define SCAN_L2_PREFETCH_BYTES 16384
 
-/* Ask for the codes of the batch bytes[0, batch_bytes) ahead of `batch`, as above. */
+/* Ask for the codes of the batch bytes[0, batch_bytes) at `batch` ahead, as above. */
 static inline void adamas_prefetch_codes(const void *batch, size_t batch_bytes)
 {
     const char *b = (const char *)batch;
-    for (size_t off = 0; off < batch_bytes; off += 64)
-        __builtin_prefetch(b + SCAN_PREFETCH_BYTES + off, 0, 3);
-    for (size_t off = 0; off < batch_bytes; off += 64)
-        __builtin_prefetch(b + SCAN_L2_PREFETCH_BYTES + off, 0, 1);
+    adamas_prefetch(b + SCAN_PREFETCH_BYTES, batch_bytes);
+    adamas_prefetch_l2(b + L2_PREFETCH_BYTES, batch_bytes);
 }
 
 /* ---------------------------------------------------------------- AVX-512 */
