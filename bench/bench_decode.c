@@ -237,8 +237,8 @@ static void flush_lines(const void *p, size_t bytes)
     threads = omp_get_num_procs();
 #endif
     (void)threads;
-    const size_t part = (bytes / (size_t)threads + 63) / 64 * 64;
 #if defined(__x86_64__) || defined(__i386__)
+    const size_t part = (bytes / (size_t)threads + 63) / 64 * 64;
     void (*flush)(const char *, size_t) =
         __builtin_cpu_supports("clflushopt") ? flush_opt : flush_plain;
 #pragma omp parallel for schedule(static) num_threads(threads)
