@@ -1149,7 +1149,8 @@ static int run_block(const options *o, bench_case *bc, int threads, double probe
                   o->warm ? "warm" : "cold", 0.5 * (load0 + load1));
         result res = {.sh = bc->sh, .n = bc->n, .threads = threads, .dtype = r->dtype,
                       .budget = r->budget, .ms = ms, .pct = pct, .vs_dense = vs};
-        snprintf(res.name, sizeof res.name, "%s", r->name);
+        _Static_assert(sizeof res.name == sizeof r->name, "row and result names alike");
+        memcpy(res.name, r->name, sizeof res.name);
         keep_result(&res);
     }
     fflush(stdout);
