@@ -85,6 +85,97 @@ __device__ __forceinline__ float warp_sum(float x)
     return x;
 }
 
+/* Where a lane's share of a chunk's rows lies.  Row i of the chunk is token set[i]
+ * (or first + i); a warp reads groups of 32/L rows, L lanes per row, and this lane
+ * reads vectors li, li + L, ... of the rows i0 + u*step + rg of each pass. */
+struct row_lanes {
+    const uint32_t *set;
+    uint32_t first, count, step, rg, L, li;
+    size_t row_vecs; /* 16-byte vectors per row */
+};
+
+/* The token of row i of the pass (0 past the chunk's end, where nothing is read). */
+__device__ __forceinline__ uint32_t row_token(const row_lanes &w, uint32_t i)
+{
+    return i < w.count ? (w.set ? w.set[i] : w.first + i) : 0;
+}
+
+/* This lane's vector v of row i (token `token`) of rows, the keys or values of the
+ * kv head; zeros past the chunk's end. */
+__device__ __forceinline__ uint4 row_vector(const uint4 *rows, const row_lanes &w, uint32_t i,
+                                            uint32_t token, int v)
+{
+    return i < w.count ? __ldg(rows + token * w.row_vecs + v * w.L + w.li) : make_uint4(0, 0, 0, 0);
+}
+
+/* This lane's VPL vectors of the U rows of the pass at i0. */
+template <int U, int VPL>
+__device__ __forceinline__ void load_rows(const uint4 *rows, const row_lanes &w, uint32_t i0,
+                                          uint4 (&raw)[U][VPL])
+{
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        const uint32_t i = i0 + u * w.step + w.rg, token = row_token(w, i);
+#pragma unroll
+        for (int v = 0; v < VPL; v++)
+            raw[u][v] = row_vector(rows, w, i, token, v);
+    }
+}
+
+/* q . row: this lane's part, then summed over the row's L lanes. */
+template <int DT, int VPL>
+__device__ __forceinline__ float row_dot(const uint4 (&raw)[VPL], const float *q_s,
+                                         const row_lanes &w)
+{
+    constexpr int EPV = 16 / dtype_bytes<DT>();
+    float acc = 0.0f;
+#pragma unroll
+    for (int v = 0; v < VPL; v++) {
+        float f[EPV];
+        unpack<DT>(raw[v], f);
+        const float *qv = q_s + (v * w.L + w.li) * EPV;
+#pragma unroll
+        for (int e = 0; e < EPV; e++)
+            acc += qv[e] * f[e];
+    }
+    for (uint32_t off = w.L / 2; off >= 1; off /= 2)
+        acc += __shfl_xor_sync(FULL_MASK, acc, off);
+    return acc;
+}
+
+/* o += p * row, this lane's part of the row. */
+template <int DT, int VPL, int EPV>
+__device__ __forceinline__ void add_weighted(float (&o)[VPL][EPV], const uint4 (&raw)[VPL], float p)
+{
+#pragma unroll
+    for (int v = 0; v < VPL; v++) {
+        float f[EPV];
+        unpack<DT>(raw[v], f);
+#pragma unroll
+        for (int e = 0; e < EPV; e++)
+            o[v][e] += p * f[e];
+    }
+}
+
+/* The sums o of the warp's row groups added together (lanes L apart), then written by
+ * row group 0 to o_w, the warp's row of d floats in shared memory. */
+template <int VPL, int EPV>
+__device__ __forceinline__ void store_warp_sums(float (&o)[VPL][EPV], float *o_w, const row_lanes &w)
+{
+    for (uint32_t off = w.L; off < 32; off *= 2)
+#pragma unroll
+        for (int v = 0; v < VPL; v++)
+#pragma unroll
+            for (int e = 0; e < EPV; e++)
+                o[v][e] += __shfl_xor_sync(FULL_MASK, o[v][e], off);
+    if (w.rg == 0)
+#pragma unroll
+        for (int v = 0; v < VPL; v++)
+#pragma unroll
+            for (int e = 0; e < EPV; e++)
+                o_w[(v * w.L + w.li) * EPV + e] = o[v][e];
+}
+
 /* The head's row of selected: the attended tokens, then UINT32_MAX. */
 template <int THREADS> __device__ void write_selected(const attend_args &a, uint32_t h)
 {
@@ -180,8 +271,7 @@ __global__ void __launch_bounds__(ONLINE_THREADS) attend_online_kernel(attend_ar
     const uint32_t tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const uint32_t h = blockIdx.y, kv = h / a.group, first = blockIdx.x * a.chunk;
     const uint32_t count = a.m - first < a.chunk ? a.m - first : a.chunk;
-    const uint32_t L = a.lanes, rows_per_pass = 32 / L, rg = lane / L, li = lane % L;
-    const uint32_t step = ONLINE_WARPS * rows_per_pass;
+    const uint32_t L = a.lanes, rows_per_pass = 32 / L;
     const size_t row_vecs = (size_t)d / EPV;
     const uint4 *keys = (const uint4 *)a.keys + (size_t)kv * a.max_tokens * row_vecs;
     const uint4 *values = (const uint4 *)a.values + (size_t)kv * a.max_tokens * row_vecs;
@@ -190,7 +280,9 @@ __global__ void __launch_bounds__(ONLINE_THREADS) attend_online_kernel(attend_ar
     for (uint32_t i = tid; i < d; i += ONLINE_THREADS)
         q_s[i] = a.q[(size_t)h * d + i];
     wait_for_inputs();
-    const uint32_t *set = a.set ? a.set + (size_t)h * a.set_stride + first : nullptr;
+    const row_lanes w = {a.set ? a.set + (size_t)h * a.set_stride + first : nullptr,
+                         first, count, ONLINE_WARPS * rows_per_pass, lane / L, L, lane % L,
+                         row_vecs};
     __syncthreads();
 
     float m_run = -INFINITY, s_run = 0.0f, o[VPL][EPV];
@@ -199,36 +291,24 @@ __global__ void __launch_bounds__(ONLINE_THREADS) attend_online_kernel(attend_ar
 #pragma unroll
         for (int e = 0; e < EPV; e++)
             o[v][e] = 0.0f;
-    for (uint32_t i0 = warp * rows_per_pass; i0 < count; i0 += step * U) {
+    for (uint32_t i0 = warp * rows_per_pass; i0 < count; i0 += w.step * U) {
+        /* each vector of a key read beside the value's: all keys first, then all values
+         * (load_rows twice) made this kernel 35% slower on the H200 (32K, B = 128) */
         uint4 kr[U][VPL], vr[U][VPL];
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            const uint32_t i = i0 + u * step + rg;
-            const uint32_t token = i < count ? (set ? set[i] : first + i) : 0;
+            const uint32_t i = i0 + u * w.step + w.rg, token = row_token(w, i);
 #pragma unroll
             for (int v = 0; v < VPL; v++) {
-                kr[u][v] = i < count ? __ldg(keys + token * row_vecs + v * L + li)
-                                     : make_uint4(0, 0, 0, 0);
-                vr[u][v] = i < count ? __ldg(values + token * row_vecs + v * L + li)
-                                     : make_uint4(0, 0, 0, 0);
+                kr[u][v] = row_vector(keys, w, i, token, v);
+                vr[u][v] = row_vector(values, w, i, token, v);
             }
         }
         float l[U], top = -INFINITY;
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            float acc = 0.0f;
-#pragma unroll
-            for (int v = 0; v < VPL; v++) {
-                float f[EPV];
-                unpack<DT>(kr[u][v], f);
-                const float *qv = q_s + (v * L + li) * EPV;
-#pragma unroll
-                for (int e = 0; e < EPV; e++)
-                    acc += qv[e] * f[e];
-            }
-            for (uint32_t off = L / 2; off >= 1; off /= 2)
-                acc += __shfl_xor_sync(FULL_MASK, acc, off);
-            l[u] = i0 + u * step + rg < count ? acc * a.scale : -INFINITY;
+            const float acc = row_dot<DT>(kr[u], q_s, w);
+            l[u] = i0 + u * w.step + w.rg < count ? acc * a.scale : -INFINITY;
             top = fmaxf(top, l[u]);
         }
         for (uint32_t off = L; off < 32; off *= 2)
@@ -245,32 +325,14 @@ __global__ void __launch_bounds__(ONLINE_THREADS) attend_online_kernel(attend_ar
         for (int u = 0; u < U; u++) {
             const float p = expf(l[u] - m_new);
             s_run += p;
-#pragma unroll
-            for (int v = 0; v < VPL; v++) {
-                float f[EPV];
-                unpack<DT>(vr[u][v], f);
-#pragma unroll
-                for (int e = 0; e < EPV; e++)
-                    o[v][e] += p * f[e];
-            }
+            add_weighted<DT>(o, vr[u], p);
         }
         m_run = m_new;
     }
     /* the warp's row groups share m_run: add their sums */
-    for (uint32_t off = L; off < 32; off *= 2) {
+    for (uint32_t off = L; off < 32; off *= 2)
         s_run += __shfl_xor_sync(FULL_MASK, s_run, off);
-#pragma unroll
-        for (int v = 0; v < VPL; v++)
-#pragma unroll
-            for (int e = 0; e < EPV; e++)
-                o[v][e] += __shfl_xor_sync(FULL_MASK, o[v][e], off);
-    }
-    if (rg == 0)
-#pragma unroll
-        for (int v = 0; v < VPL; v++)
-#pragma unroll
-            for (int e = 0; e < EPV; e++)
-                o_s[warp * d + (v * L + li) * EPV + e] = o[v][e];
+    store_warp_sums(o, o_s + warp * d, w);
     if (lane == 0) {
         s_m[warp] = m_run;
         s_s[warp] = s_run;
@@ -330,10 +392,11 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(attend_args a)
     const uint32_t tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const uint32_t h = blockIdx.y, kv = h / a.group, first = blockIdx.x * a.chunk;
     const uint32_t count = a.m - first < a.chunk ? a.m - first : a.chunk;
-    const uint32_t L = a.lanes, rows_per_pass = 32 / L, rg = lane / L, li = lane % L;
-    const uint32_t step = ATT_WARPS * rows_per_pass;
+    const uint32_t L = a.lanes, rows_per_pass = 32 / L;
     const size_t row_vecs = (size_t)d / EPV;
-    const uint32_t *set = a.set ? a.set + (size_t)h * a.set_stride + first : nullptr;
+    const row_lanes w = {a.set ? a.set + (size_t)h * a.set_stride + first : nullptr,
+                         first, count, ATT_WARPS * rows_per_pass, lane / L, L, lane % L,
+                         row_vecs};
     const uint4 *keys = (const uint4 *)a.keys + (size_t)kv * a.max_tokens * row_vecs;
     const uint4 *values = (const uint4 *)a.values + (size_t)kv * a.max_tokens * row_vecs;
 
@@ -343,33 +406,14 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(attend_args a)
     __syncthreads();
 
     /* logits */
-    for (uint32_t i0 = warp * rows_per_pass; i0 < count; i0 += step * U) {
+    for (uint32_t i0 = warp * rows_per_pass; i0 < count; i0 += w.step * U) {
         uint4 raw[U][VPL];
+        load_rows(keys, w, i0, raw);
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            const uint32_t i = i0 + u * step + rg;
-            const uint32_t token = i < count ? (set ? set[i] : first + i) : 0;
-#pragma unroll
-            for (int v = 0; v < VPL; v++)
-                raw[u][v] = i < count ? __ldg(keys + token * row_vecs + v * L + li)
-                                      : make_uint4(0, 0, 0, 0);
-        }
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            const uint32_t i = i0 + u * step + rg;
-            float acc = 0.0f;
-#pragma unroll
-            for (int v = 0; v < VPL; v++) {
-                float f[EPV];
-                unpack<DT>(raw[u][v], f);
-                const float *qv = q_s + (v * L + li) * EPV;
-#pragma unroll
-                for (int e = 0; e < EPV; e++)
-                    acc += qv[e] * f[e];
-            }
-            for (uint32_t off = L / 2; off >= 1; off /= 2)
-                acc += __shfl_xor_sync(FULL_MASK, acc, off);
-            if (i < count && li == 0)
+            const uint32_t i = i0 + u * w.step + w.rg;
+            const float acc = row_dot<DT>(raw[u], q_s, w);
+            if (i < count && w.li == 0)
                 p_s[i] = acc * a.scale;
         }
     }
@@ -406,43 +450,16 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(attend_args a)
 #pragma unroll
         for (int e = 0; e < EPV; e++)
             o[v][e] = 0.0f;
-    for (uint32_t i0 = warp * rows_per_pass; i0 < count; i0 += step * U) {
+    for (uint32_t i0 = warp * rows_per_pass; i0 < count; i0 += w.step * U) {
         uint4 raw[U][VPL];
+        load_rows(values, w, i0, raw);
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            const uint32_t i = i0 + u * step + rg;
-            const uint32_t token = i < count ? (set ? set[i] : first + i) : 0;
-#pragma unroll
-            for (int v = 0; v < VPL; v++)
-                raw[u][v] = i < count ? __ldg(values + token * row_vecs + v * L + li)
-                                      : make_uint4(0, 0, 0, 0);
-        }
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            const uint32_t i = i0 + u * step + rg;
-            const float p = i < count ? p_s[i] : 0.0f;
-#pragma unroll
-            for (int v = 0; v < VPL; v++) {
-                float f[EPV];
-                unpack<DT>(raw[u][v], f);
-#pragma unroll
-                for (int e = 0; e < EPV; e++)
-                    o[v][e] += p * f[e];
-            }
+            const uint32_t i = i0 + u * w.step + w.rg;
+            add_weighted<DT>(o, raw[u], i < count ? p_s[i] : 0.0f);
         }
     }
-    for (uint32_t off = L; off < 32; off *= 2)
-#pragma unroll
-        for (int v = 0; v < VPL; v++)
-#pragma unroll
-            for (int e = 0; e < EPV; e++)
-                o[v][e] += __shfl_xor_sync(FULL_MASK, o[v][e], off);
-    if (rg == 0)
-#pragma unroll
-        for (int v = 0; v < VPL; v++)
-#pragma unroll
-            for (int e = 0; e < EPV; e++)
-                o_s[warp * d + (v * L + li) * EPV + e] = o[v][e];
+    store_warp_sums(o, o_s + warp * d, w);
     __syncthreads();
 
     float *part = a.partial + ((size_t)h * a.n_chunks + blockIdx.x) * (d + 2);
