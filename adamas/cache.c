@@ -54,7 +54,7 @@ static bool mul_size(size_t a, size_t b, size_t *out)
  * page boundary and cost a TLB miss each. */
 #define HUGE_PAGE (2u << 20)
 
-static void *alloc_aligned(size_t bytes)
+void *adamas_alloc_streamed(size_t bytes)
 {
     size_t align = bytes >= HUGE_PAGE ? HUGE_PAGE : CACHE_ALIGN;
     if (bytes > SIZE_MAX - align)
@@ -136,11 +136,11 @@ int adamas_cache_create(const adamas_cache_config *cfg, adamas_cache **out)
     c->code_words = words;
     c->elem_size = dtype_size(cfg->kv_dtype);
     c->max_pages = max_pages;
-    c->keys = alloc_aligned(kv_bytes);
-    c->values = alloc_aligned(kv_bytes);
-    c->codes = alloc_aligned(code_bytes);
-    c->page_min = alloc_aligned(page_bytes);
-    c->page_max = alloc_aligned(page_bytes);
+    c->keys = adamas_alloc_streamed(kv_bytes);
+    c->values = adamas_alloc_streamed(kv_bytes);
+    c->codes = adamas_alloc_streamed(code_bytes);
+    c->page_min = adamas_alloc_streamed(page_bytes);
+    c->page_max = adamas_alloc_streamed(page_bytes);
     c->k_thresholds = calloc(cfg->n_kv_heads, sizeof *c->k_thresholds);
     c->scratch = calloc(1, sizeof *c->scratch);
     if (c->scratch)

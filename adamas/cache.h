@@ -60,6 +60,11 @@ static inline uint64_t *adamas_cache_codes(const adamas_cache *c, uint32_t kv_he
     return c->codes + row * c->code_words;
 }
 
+/* A buffer of `bytes` for streaming reads (free() releases it): 2 MiB-aligned and
+ * offered huge pages from 2 MiB on, cache-line aligned below.  NULL when out of
+ * memory or too large. */
+void *adamas_alloc_streamed(size_t bytes);
+
 /* Offset of page `page` of one kv head in page_min and page_max. */
 static inline size_t adamas_cache_page_offset(const adamas_cache *c, uint32_t kv_head,
                                               size_t page)

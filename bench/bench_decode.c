@@ -40,7 +40,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/mman.h> /* madvise */
 #include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -198,21 +197,6 @@ static double probe_bandwidth(const uint64_t *buf, size_t words, int threads, in
         best = gbps > best ? gbps : best;
     }
     return best;
-}
-
-/* A buffer of `bytes` on 2 MiB boundaries, offered huge pages as the cache's buffers
- * are (adamas/cache.c), so that the probe and the evictions stream as the cache's
- * rows do: on 4 KiB pages every page is a new stream for the prefetchers and a TLB
- * miss for the prefetches.  NULL when out of memory. */
-static uint64_t *alloc_stream_buffer(size_t bytes)
-{
-    const size_t huge = (size_t)2 << 20, rounded = (bytes + huge - 1) / huge * huge;
-    uint64_t *p = aligned_alloc(huge, rounded);
-#ifdef MADV_HUGEPAGE
-    if (p)
-        madvise(p, rounded, MADV_HUGEPAGE); /* advice only: failure changes nothing */
-#endif
-    return p;
 }
 
 /* A buffer larger than the last-level cache: reading it (every thread) pushes the
@@ -1287,7 +1271,9 @@ int main(int argc, char **argv)
     size_t probe = 4 * llc > ((size_t)1 << 30) ? 4 * llc : (size_t)1 << 30;
     uint64_t *buf = NULL;
     double bw[MAX_LIST];
-    for (; probe >= ((size_t)64 << 20) && !(buf = alloc_stream_buffer(probe)); probe /= 2)
+    /* on huge pages, as the cache's buffers are, so that the probe and the evictions
+     * stream as the cache's rows do */
+    for (; probe >= ((size_t)64 << 20) && !(buf = adamas_alloc_streamed(probe)); probe /= 2)
         ;
     if (!buf) {
         fprintf(stderr, "bench_decode: out of memory\n");
@@ -1312,7 +1298,7 @@ int main(int argc, char **argv)
     if (!o.warm) {
         size_t bytes = 2 * llc > ((size_t)64 << 20) ? 2 * llc : (size_t)64 << 20;
         ev.words = bytes / 8;
-        if (!(ev.buf = alloc_stream_buffer(bytes))) {
+        if (!(ev.buf = adamas_alloc_streamed(bytes))) {
             fprintf(stderr, "bench_decode: out of memory\n");
             return 1;
         }
