@@ -509,19 +509,29 @@ static int run_step(adamas_gpu_cache *g, const adamas_gpu_step *s, const step_pl
     return ADAMAS_OK;
 }
 
+/* Plan step s and reserve the workspace it needs; the caller holds the cache's lock. */
+static int prepare_step(adamas_gpu_cache *g, const adamas_gpu_step *s, step_plan *p)
+{
+    int st = plan_step(g, s, p);
+    return st ? st : reserve_for(g, s, p);
+}
+
+/* A step on device pointers, up to stage `stages`; the caller has checked them. */
+static int run_dev(adamas_gpu_cache *g, const adamas_gpu_step *s, const float *q_dev,
+                   float *out_dev, uint32_t *selected_dev, int stages)
+{
+    cache_lock lock(g);
+    step_plan p;
+    int st = prepare_step(g, s, &p);
+    return st ? st : run_step(g, s, &p, q_dev, out_dev, selected_dev, stages);
+}
+
 static int decode_dev(adamas_gpu_cache *g, const adamas_gpu_step *s, const float *q_dev,
                       float *out_dev, uint32_t *selected_dev)
 {
     if (!g || !q_dev || !out_dev)
         return fail(ADAMAS_EINVAL, "decode_dev: a pointer is NULL");
-    cache_lock lock(g);
-    step_plan p;
-    int st = plan_step(g, s, &p);
-    if (!st)
-        st = reserve_for(g, s, &p);
-    if (!st)
-        st = run_step(g, s, &p, q_dev, out_dev, selected_dev, STAGE_ALL);
-    return st;
+    return run_dev(g, s, q_dev, out_dev, selected_dev, STAGE_ALL);
 }
 
 static int decode(adamas_gpu_cache *g, const adamas_gpu_step *s, const float *q, float *out,
@@ -531,9 +541,7 @@ static int decode(adamas_gpu_cache *g, const adamas_gpu_step *s, const float *q,
         return fail(ADAMAS_EINVAL, "decode: a pointer is NULL");
     cache_lock lock(g);
     step_plan p;
-    int st = plan_step(g, s, &p);
-    if (!st)
-        st = reserve_for(g, s, &p);
+    int st = prepare_step(g, s, &p);
     if (st)
         return st;
     gpu_workspace *ws = &g->ws;
@@ -636,12 +644,5 @@ extern "C" ADAMAS_API int adamas_cuda_stages_dev(adamas_gpu_cache *g, const adam
 {
     if (!g || !q_dev || !out_dev || stages == 0)
         return fail(ADAMAS_EINVAL, "stages_dev: a pointer is NULL or stages is 0");
-    cache_lock lock(g);
-    step_plan p;
-    int st = plan_step(g, s, &p);
-    if (!st)
-        st = reserve_for(g, s, &p);
-    if (!st)
-        st = run_step(g, s, &p, q_dev, out_dev, NULL, stages < STAGE_ALL ? (int)stages : STAGE_ALL);
-    return st;
+    return run_dev(g, s, q_dev, out_dev, NULL, stages < STAGE_ALL ? (int)stages : STAGE_ALL);
 }
