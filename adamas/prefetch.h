@@ -30,16 +30,25 @@ static inline void adamas_prefetch(const void *p, size_t bytes)
 #endif
 }
 
-/* ...and into L2 only (the lowest temporal locality: prefetcht2 on x86). */
-static inline void adamas_prefetch_l2(const void *p, size_t bytes)
+/* ...into L2 only (the lowest temporal locality: prefetcht2 on x86), one line in
+ * every `stride` bytes (a multiple of 64); the L2's own prefetchers (the adjacent
+ * line, the streamer) may fetch the lines between... */
+static inline void adamas_prefetch_l2_every(const void *p, size_t bytes, size_t stride)
 {
 #if defined(__GNUC__)
-    for (size_t off = 0; off < bytes; off += 64)
+    for (size_t off = 0; off < bytes; off += stride)
         __builtin_prefetch((const char *)p + off, 0, 1);
 #else
     (void)p;
     (void)bytes;
+    (void)stride;
 #endif
+}
+
+/* ...or every line. */
+static inline void adamas_prefetch_l2(const void *p, size_t bytes)
+{
+    adamas_prefetch_l2_every(p, bytes, 64);
 }
 
 #endif
