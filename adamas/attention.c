@@ -55,31 +55,6 @@ static inline void prefetch_ahead(const adamas_cache *c, uint32_t kv_head, int v
     }
 }
 
-/* x[i] *= scale for i < n; returns the largest x[i].  Sixteen running maxima, so
- * that the compares do not wait on one another: the value is that of a single running
- * maximum, but for the sign of a zero maximum, which exp(x - max) does not see. */
-static float scale_and_max(float *x, uint32_t n, float scale)
-{
-    float lane_max[16];
-    for (int l = 0; l < 16; l++)
-        lane_max[l] = -INFINITY;
-    uint32_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int l = 0; l < 16; l++) {
-            float v = x[i + l] * scale;
-            x[i + l] = v;
-            lane_max[l] = v > lane_max[l] ? v : lane_max[l];
-        }
-    float max = -INFINITY;
-    for (; i < n; i++) {
-        x[i] *= scale;
-        max = x[i] > max ? x[i] : max;
-    }
-    for (int l = 0; l < 16; l++)
-        max = lane_max[l] > max ? lane_max[l] : max;
-    return max;
-}
-
 void adamas_attend_chunk(const adamas_cache *c, const adamas_kernels *kern, uint32_t kv_head,
                          const float *q, uint32_t heads, const uint32_t *set, uint32_t first,
                          uint32_t count, float *logits, float *partial, size_t stride)
@@ -106,7 +81,7 @@ void adamas_attend_chunk(const adamas_cache *c, const adamas_kernels *kern, uint
     }
     for (uint32_t j = 0; j < heads; j++) {
         float *l = logits + (size_t)j * count, *p = partial + j * stride;
-        const float max = scale_and_max(l, count, scale);
+        const float max = kern->scale_max(l, count, scale);
         p[0] = max;
         p[1] = kern->exp_sum(l, count, max);
         memset(p + 2, 0, d * sizeof *p);

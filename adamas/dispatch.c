@@ -23,6 +23,7 @@ const adamas_kernels adamas_kernels_scalar = {
     .axpy = {adamas_axpy_f32_scalar, adamas_axpy_f16_scalar, adamas_axpy_bf16_scalar},
     .axpy_group = {adamas_axpy_group_f32_scalar, adamas_axpy_group_f16_scalar,
                    adamas_axpy_group_bf16_scalar},
+    .scale_max = adamas_scale_max_scalar,
     .exp_sum = adamas_exp_sum_scalar,
     .page_score = adamas_page_score_scalar,
     .dot_q8_0 = adamas_dot_q8_0_scalar,

@@ -21,6 +21,8 @@
  *   - dot_q8_0: bit-identical too (the engines' products must not depend on the ISA),
  *     in the order q8_0.c specifies;
  *   - widen_q8_0: exact;
+ *   - scale_max: the same products, bit for bit, and the same maximum (its sign, when
+ *     it is zero, may differ: exp(x - max) does not see it);
  *   - exp_sum: within a few ulp of the scalar entry;
  *   - the grouped entries (scan_group, dot_group, axpy_group) compute for each head of
  *     a group what one call per head computes: they exist so that the heads of a GQA
@@ -98,6 +100,8 @@ typedef struct adamas_kernels {
     adamas_dot_group_fn dot_group[3];   /* indexed by adamas_dtype of the row */
     adamas_axpy_fn axpy[3];   /* indexed by adamas_dtype of the row */
     adamas_axpy_group_fn axpy_group[3]; /* indexed by adamas_dtype of the row */
+    /* x[i] *= scale for i < n; returns the largest new x[i] (-INFINITY when n = 0). */
+    float (*scale_max)(float *x, size_t n, float scale);
     /* s[i] = exp(s[i] - max) for i < n; returns the sum of the new s[i]. */
     float (*exp_sum)(float *s, size_t n, float max);
     /* Quest bound of a page: sum_i max(q_i*lo_i, q_i*hi_i), fixed summation order. */
@@ -151,6 +155,7 @@ void adamas_axpy_group_f16_scalar(float *y, size_t y_stride, const float *a, siz
                                   size_t heads, const void *const *rows, size_t n, size_t d);
 void adamas_axpy_group_bf16_scalar(float *y, size_t y_stride, const float *a, size_t a_stride,
                                    size_t heads, const void *const *rows, size_t n, size_t d);
+float adamas_scale_max_scalar(float *x, size_t n, float scale);
 float adamas_exp_sum_scalar(float *s, size_t n, float max);
 float adamas_page_score_scalar(const float *q, const float *lo, const float *hi, size_t d);
 float adamas_dot_q8_0_scalar(const float *x, const void *blocks, size_t n_blocks);

@@ -147,6 +147,30 @@ float adamas_page_score_scalar(const float *q, const float *lo, const float *hi,
     return adamas_fold_lanes(acc);
 }
 
+/* Sixteen running maxima, so that the compares do not wait on one another: the value
+ * is that of a single running maximum, but for the sign of a zero maximum. */
+float adamas_scale_max_scalar(float *x, size_t n, float scale)
+{
+    float lane_max[16];
+    for (int l = 0; l < 16; l++)
+        lane_max[l] = -INFINITY;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++) {
+            float v = x[i + l] * scale;
+            x[i + l] = v;
+            lane_max[l] = v > lane_max[l] ? v : lane_max[l];
+        }
+    float max = -INFINITY;
+    for (; i < n; i++) {
+        x[i] *= scale;
+        max = x[i] > max ? x[i] : max;
+    }
+    for (int l = 0; l < 16; l++)
+        max = lane_max[l] > max ? lane_max[l] : max;
+    return max;
+}
+
 float adamas_exp_sum_scalar(float *s, size_t n, float max)
 {
     float sum = 0.0f;

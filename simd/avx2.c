@@ -717,6 +717,29 @@ static inline __m256 exp_poly(__m256 x)
     return _mm256_mul_ps(_mm256_mul_ps(p, pow2i(k1)), pow2i(_mm256_sub_epi32(k, k1)));
 }
 
+/* x[i] *= scale, 8 at a time, the tail one by one; the largest in 8 running maxima
+ * (vmaxps takes its second operand unless the first is greater, as the scalar compare
+ * does). */
+static float scale_max_avx2(float *x, size_t n, float scale)
+{
+    const __m256 vscale = _mm256_set1_ps(scale);
+    __m256 lane_max = _mm256_set1_ps(-INFINITY);
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), vscale);
+        _mm256_storeu_ps(x + i, v);
+        lane_max = _mm256_max_ps(v, lane_max);
+    }
+    __m128 b = _mm_max_ps(_mm256_castps256_ps128(lane_max), _mm256_extractf128_ps(lane_max, 1));
+    b = _mm_max_ps(b, _mm_movehl_ps(b, b));
+    float max = _mm_cvtss_f32(_mm_max_ss(b, _mm_movehdup_ps(b)));
+    for (; i < n; i++) {
+        x[i] *= scale;
+        max = x[i] > max ? x[i] : max;
+    }
+    return max;
+}
+
 /* s[i] = exp(s[i] - max), 8 at a time, the tail through masked loads and stores; the
  * sum in 8 lanes (another order than the scalar loop: within a few ulp, all terms
  * are positive). */
@@ -819,6 +842,7 @@ const adamas_kernels adamas_kernels_avx2 = {
     .emit = adamas_emit_scalar, /* no compress instruction: the branch-free loop it is */
     .axpy = {axpy_f32_avx2, axpy_f16_avx2, axpy_bf16_avx2},
     .axpy_group = {axpy_group_f32_avx2, axpy_group_f16_avx2, axpy_group_bf16_avx2},
+    .scale_max = scale_max_avx2,
     .exp_sum = exp_sum_avx2,
     .page_score = page_score_avx2,
     .dot_q8_0 = dot_q8_0_avx2,

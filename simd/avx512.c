@@ -1073,6 +1073,28 @@ static inline __m512 exp_poly(__m512 x)
     return _mm512_scalef_ps(p, n);
 }
 
+/* x[i] *= scale, 16 at a time, the tail masked; the largest in 16 running maxima
+ * (vmaxps takes its second operand unless the first is greater, as the scalar compare
+ * does). */
+static float scale_max_avx512(float *x, size_t n, float scale)
+{
+    const __m512 vscale = _mm512_set1_ps(scale);
+    __m512 lane_max = _mm512_set1_ps(-INFINITY);
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + i), vscale);
+        _mm512_storeu_ps(x + i, v);
+        lane_max = _mm512_max_ps(v, lane_max);
+    }
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vscale);
+        _mm512_mask_storeu_ps(x + i, m, v);
+        lane_max = _mm512_mask_max_ps(lane_max, m, v, lane_max);
+    }
+    return _mm512_reduce_max_ps(lane_max);
+}
+
 /* s[i] = exp(s[i] - max), 16 at a time, the tail masked; the sum in 16 lanes (a
  * different order from the scalar loop: within a few ulp, all terms positive). */
 static inline float exp_sum_with(float *s, size_t n, float max, __m512 (*vexp)(__m512))
@@ -1166,6 +1188,7 @@ const adamas_kernels adamas_kernels_avx512 = {
     .emit = emit_avx512,
     .axpy = {axpy_f32_avx512, axpy_f16_avx512, axpy_bf16_avx512},
     .axpy_group = {axpy_group_f32_avx512, axpy_group_f16_avx512, axpy_group_bf16_avx512},
+    .scale_max = scale_max_avx512,
     .exp_sum = exp_sum_avx512,
     .page_score = page_score_avx512,
     .dot_q8_0 = dot_q8_0_avx512,

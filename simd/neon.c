@@ -433,6 +433,25 @@ static inline float32x4_t exp_poly(float32x4_t x)
     return vmulq_f32(vmulq_f32(p, pow2i(k1)), pow2i(vsubq_s32(k, k1)));
 }
 
+/* x[i] *= scale, 4 at a time, the tail one by one; the largest in 4 running maxima,
+ * each kept by a compare and a select as the scalar loop keeps it. */
+static float scale_max_neon(float *x, size_t n, float scale)
+{
+    float32x4_t lane_max = vdupq_n_f32(-INFINITY);
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        float32x4_t v = vmulq_n_f32(vld1q_f32(x + i), scale);
+        vst1q_f32(x + i, v);
+        lane_max = vbslq_f32(vcgtq_f32(v, lane_max), v, lane_max);
+    }
+    float max = vmaxvq_f32(lane_max);
+    for (; i < n; i++) {
+        x[i] *= scale;
+        max = x[i] > max ? x[i] : max;
+    }
+    return max;
+}
+
 /* s[i] = exp(s[i] - max), 4 at a time, the tail through a buffer padded with -inf
  * (exp: 0); the sum in 4 lanes (another order than the scalar loop: within a few
  * ulp, all terms are positive). */
@@ -608,6 +627,7 @@ const adamas_kernels adamas_kernels_neon = {
     .emit = adamas_emit_scalar, /* no compress instruction: the branch-free loop it is */
     .axpy = {axpy_f32_neon, axpy_f16_neon, axpy_bf16_neon},
     .axpy_group = {axpy_group_f32_neon, axpy_group_f16_neon, axpy_group_bf16_neon},
+    .scale_max = scale_max_neon,
     .exp_sum = exp_sum_neon,
     .page_score = page_score_neon,
     .dot_q8_0 = dot_q8_0_neon,

@@ -863,6 +863,41 @@ Test(simd, exp_sum_is_within_1e_6_of_scalar)
     }
 }
 
+/* Each product bit-identical to the scalar entry's (one rounded multiply), the
+ * maximum the same value; lengths around every register width, logits of both signs
+ * and zeros of both signs among them. */
+Test(simd, scale_max_matches_scalar)
+{
+    rng_seed_from_env();
+    FOR_EACH_VARIANT(v, "scale_max")
+    {
+        for (size_t li = 0; li < N_EXP_LENGTHS; li++)
+            for (int trial = 0; trial < 4; trial++) {
+                size_t n = exp_lengths[li];
+                float *x = alloc_skewed(n + 1, 4, 4), *ref = malloc((n + 1) * 4);
+                float spread = trial == 0 ? 1.0f : trial == 1 ? 30.0f : trial == 2 ? 1e6f : 1e-30f;
+                float scale = trial == 3 ? 0.5f : rng_uniform(0.01f, 2.0f);
+                for (size_t i = 0; i < n; i++)
+                    x[i] = rng_uniform(-spread, spread);
+                if (trial == 2 && n > 2) /* all below zero but two zeros */
+                    for (size_t i = 0; i < n; i++)
+                        x[i] = i == n / 2 ? 0.0f : i == n - 1 ? -0.0f : -fabsf(x[i]) - 1.0f;
+                x[n] = 12345.0f; /* guard */
+                memcpy(ref, x, (n + 1) * 4);
+                float got = v->k.scale_max(x, n, scale);
+                float want = adamas_scale_max_scalar(ref, n, scale);
+                for (size_t i = 0; i < n; i++)
+                    expect(f32_bits(x[i]) == f32_bits(ref[i]), "%s scale_max n=%zu: x[%zu] = %a, scalar %a",
+                           v->name, n, i, (double)x[i], (double)ref[i]);
+                expect(got == want, "%s scale_max n=%zu spread=%g: max %a, scalar %a", v->name, n,
+                       (double)spread, (double)got, (double)want);
+                expect(x[n] == 12345.0f, "%s scale_max n=%zu wrote past the end", v->name, n);
+                free_skewed(x, 4);
+                free(ref);
+            }
+    }
+}
+
 /* ---------------------------------------------------------- through the API */
 
 typedef struct {
