@@ -199,9 +199,9 @@ static void attend_dense_chunk(const decode_step *s, adamas_workspace *ws, const
 }
 
 /* Phases 3-5 for one query head of a sparse step: select, attend chunk by chunk,
- * combine. */
+ * combine into out (and its row of `selected`, when not NULL). */
 static void attend_sparse_head(const decode_step *s, adamas_workspace *ws, const float *q,
-                               uint32_t h)
+                               uint32_t h, float *out, uint32_t *selected)
 {
     const adamas_cache *c = s->cache;
     const size_t d = c->cfg.head_dim, pstride = adamas_partial_stride(d);
@@ -215,6 +215,9 @@ static void attend_sparse_head(const decode_step *s, adamas_workspace *ws, const
         adamas_attend_chunk(c, s->kern, h / c->group, q + h * d, 1, set + first, 0, count, logits,
                             partial + k * pstride, pstride);
     }
+    adamas_attend_combine(partial, ceil_div(m, ADAMAS_ATTN_CHUNK), d, out + h * d);
+    if (selected)
+        write_selected_row(selected + (size_t)h * s->budget, s->budget, set, m);
 }
 
 /* Bytes a step reads from the cache. */
@@ -247,11 +250,14 @@ static void run_step(const decode_step *s, adamas_workspace *ws, const float *q,
     const uint32_t scan_chunks = scan ? ceil_div(s->n_cand, ADAMAS_SCAN_CHUNK) : 0;
     const uint32_t dense_chunks = s->dense ? ceil_div(s->n, ADAMAS_ATTN_CHUNK) : 0;
 
-    if (scan) /* a few hundred ns per head: not worth a parallel loop and its barrier */
+    if (scan) { /* a few hundred ns per head: not worth a parallel loop and its barrier */
         for (uint32_t h = 0; h < n_heads; h++) {
             float qh[ADAMAS_MAX_HEAD_DIM];
             adamas_encode_query(s, q + h * d, qh, ws->qcode + (size_t)h * ws->cap_words);
         }
+        for (uint32_t g = 0; g < n_kv; g++)
+            atomic_init(&ws->scanned[g], 0);
+    }
     const bool parallel = threads > 1 && step_bytes(s) >= PARALLEL_MIN_BYTES;
     (void)threads;
     (void)parallel;
@@ -270,27 +276,28 @@ static void run_step(const decode_step *s, adamas_workspace *ws, const float *q,
                 if (selected && s->selector != ADAMAS_SELECT_FULL)
                     write_selected_row(selected + (size_t)h * s->budget, s->budget, NULL, s->n);
             }
+        } else if (scan) {
+            /* A limit holds for every chunk of its head in this step, whichever thread
+             * lowered it: each thread carries its own. */
+            uint16_t *limit = ws->limit + (size_t)thread_index() * ws->cap_heads;
+            for (uint32_t h = 0; h < n_heads; h++)
+                limit[h] = UINT16_MAX;
+            /* The thread that scans the last chunk of a kv head goes on to phases 3-5
+             * for its query heads, while their distances are still in its caches
+             * (the counter's release and acquire make the other chunks' visible). */
+#pragma omp for schedule(dynamic)
+            for (uint32_t item = 0; item < n_kv * scan_chunks; item++) {
+                const uint32_t g = item / scan_chunks;
+                scan_chunk(s, ws, g, item % scan_chunks, limit);
+                if (atomic_fetch_add_explicit(&ws->scanned[g], 1, memory_order_acq_rel) + 1 ==
+                    scan_chunks)
+                    for (uint32_t h = g * c->group; h < (g + 1) * c->group; h++)
+                        attend_sparse_head(s, ws, q, h, out, selected);
+            }
         } else {
-            if (scan) {
-                /* A limit holds for every chunk of its head in this step, whichever
-                 * thread lowered it: each thread carries its own. */
-                uint16_t *limit = ws->limit + (size_t)thread_index() * ws->cap_heads;
-                for (uint32_t h = 0; h < n_heads; h++)
-                    limit[h] = UINT16_MAX;
 #pragma omp for schedule(dynamic)
-                for (uint32_t item = 0; item < n_kv * scan_chunks; item++)
-                    scan_chunk(s, ws, item / scan_chunks, item % scan_chunks, limit);
-            }
-#pragma omp for schedule(dynamic)
-            for (uint32_t h = 0; h < n_heads; h++) {
-                attend_sparse_head(s, ws, q, h);
-                uint32_t m = ws->set_len[h];
-                adamas_attend_combine(ws->partial + (size_t)h * ws->attn_chunks * pstride,
-                                      ceil_div(m, ADAMAS_ATTN_CHUNK), d, out + h * d);
-                if (selected)
-                    write_selected_row(selected + (size_t)h * s->budget, s->budget,
-                                       ws->set + (size_t)h * ws->cap_width, m);
-            }
+            for (uint32_t h = 0; h < n_heads; h++)
+                attend_sparse_head(s, ws, q, h, out, selected);
         }
     }
 }

@@ -8,6 +8,8 @@
  *   4. attend                one item per kv head and token chunk (dense), or per
  *                            query head (sparse): partial softmax sums
  *   5. combine               one item per query head
+ * For ADAMAS, phases 3-5 of the query heads of a kv head follow its scan in the same
+ * loop: the thread that scans the kv head's last chunk takes them on.
  * Chunk boundaries are fixed (never derived from the thread count) and partial sums
  * are combined in chunk order, so every thread count gives the same bits. */
 #ifndef ADAMAS_DECODE_H
@@ -59,6 +61,7 @@ struct adamas_workspace {
     uint16_t *dist;       /* [cap_heads][cap_tokens]         distance per candidate   */
     uint32_t *hist;       /* [cap_heads][scan_chunks][cap_bins] per scan item          */
     uint16_t *limit;      /* [cap_threads][cap_heads]        histogram limits         */
+    atomic_uint *scanned; /* [cap_heads]                     scan chunks done per kv head */
     uint32_t *set;        /* [cap_heads][cap_width]          attended tokens          */
     uint32_t *set_len;    /* [cap_heads]                     their count              */
     float *partial;       /* [cap_heads][attn_chunks][partial stride] m, s, o[d]      */

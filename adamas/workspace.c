@@ -90,6 +90,7 @@ static size_t carve(adamas_workspace *ws)
         {(void **)&ws->set, heads * ws->cap_width * sizeof(uint32_t)},
         {(void **)&ws->set_len, heads * sizeof(uint32_t)},
         {(void **)&ws->limit, threads * heads * sizeof(uint16_t)},
+        {(void **)&ws->scanned, heads * sizeof(atomic_uint)},
         {(void **)&ws->cand, threads * tokens * sizeof(uint32_t)},
         {(void **)&ws->dist, heads * tokens * sizeof(uint16_t)},
     };
