@@ -257,14 +257,11 @@ static void run_step(const decode_step *s, adamas_workspace *ws, const float *q,
     const uint32_t scan_chunks = scan ? ceil_div(s->n_cand, ADAMAS_SCAN_CHUNK) : 0;
     const uint32_t dense_chunks = s->dense ? ceil_div(s->n, ADAMAS_ATTN_CHUNK) : 0;
 
-    if (scan) { /* a few hundred ns per head: not worth a parallel loop and its barrier */
+    if (scan) /* a few hundred ns per head: not worth a parallel loop and its barrier */
         for (uint32_t h = 0; h < n_heads; h++) {
             float qh[ADAMAS_MAX_HEAD_DIM];
             adamas_encode_query(s, q + h * d, qh, ws->qcode + (size_t)h * ws->cap_words);
         }
-        for (uint32_t g = 0; g < n_kv; g++)
-            atomic_init(&ws->scanned[g], 0);
-    }
     const bool parallel = threads > 1 && step_bytes(s) >= PARALLEL_MIN_BYTES;
     (void)threads;
     (void)parallel;
@@ -273,6 +270,9 @@ static void run_step(const decode_step *s, adamas_workspace *ws, const float *q,
      * 32K) 7% faster, and on 16 threads with 8 kv heads 12-20% slower than a loop over
      * the query heads of its own, which all threads share. */
     const bool fused = scan && n_kv >= 2 * (parallel ? threads : 1);
+    if (fused)
+        for (uint32_t g = 0; g < n_kv; g++)
+            atomic_init(&ws->scanned[g], 0);
 
 #pragma omp parallel num_threads(threads) if (parallel)
     {

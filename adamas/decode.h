@@ -8,8 +8,9 @@
  *   4. attend                one item per kv head and token chunk (dense), or per
  *                            query head (sparse): partial softmax sums
  *   5. combine               one item per query head
- * For ADAMAS, phases 3-5 of the query heads of a kv head follow its scan in the same
- * loop: the thread that scans the kv head's last chunk takes them on.
+ * For ADAMAS, when every thread has at least two kv heads, phases 3-5 of the query
+ * heads of a kv head follow its scan in the same loop: the thread that scans the kv
+ * head's last chunk takes them on.
  * Chunk boundaries are fixed (never derived from the thread count) and partial sums
  * are combined in chunk order, so every thread count gives the same bits. */
 #ifndef ADAMAS_DECODE_H

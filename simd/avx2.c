@@ -717,9 +717,9 @@ static inline __m256 exp_poly(__m256 x)
     return _mm256_mul_ps(_mm256_mul_ps(p, pow2i(k1)), pow2i(_mm256_sub_epi32(k, k1)));
 }
 
-/* x[i] *= scale, 8 at a time, the tail one by one; the largest in 8 running maxima
- * (vmaxps takes its second operand unless the first is greater, as the scalar compare
- * does). */
+/* x[i] *= scale, 8 at a time, the tail through the scalar entry; the largest in 8
+ * running maxima (vmaxps takes its second operand unless the first is greater, as the
+ * scalar compare does). */
 static float scale_max_avx2(float *x, size_t n, float scale)
 {
     const __m256 vscale = _mm256_set1_ps(scale);
@@ -733,11 +733,8 @@ static float scale_max_avx2(float *x, size_t n, float scale)
     __m128 b = _mm_max_ps(_mm256_castps256_ps128(lane_max), _mm256_extractf128_ps(lane_max, 1));
     b = _mm_max_ps(b, _mm_movehl_ps(b, b));
     float max = _mm_cvtss_f32(_mm_max_ss(b, _mm_movehdup_ps(b)));
-    for (; i < n; i++) {
-        x[i] *= scale;
-        max = x[i] > max ? x[i] : max;
-    }
-    return max;
+    float tail = adamas_scale_max_scalar(x + i, n - i, scale);
+    return tail > max ? tail : max;
 }
 
 /* s[i] = exp(s[i] - max), 8 at a time, the tail through masked loads and stores; the

@@ -433,8 +433,8 @@ static inline float32x4_t exp_poly(float32x4_t x)
     return vmulq_f32(vmulq_f32(p, pow2i(k1)), pow2i(vsubq_s32(k, k1)));
 }
 
-/* x[i] *= scale, 4 at a time, the tail one by one; the largest in 4 running maxima,
- * each kept by a compare and a select as the scalar loop keeps it. */
+/* x[i] *= scale, 4 at a time, the tail through the scalar entry; the largest in 4
+ * running maxima, each kept by a compare and a select as the scalar loop keeps it. */
 static float scale_max_neon(float *x, size_t n, float scale)
 {
     float32x4_t lane_max = vdupq_n_f32(-INFINITY);
@@ -445,11 +445,8 @@ static float scale_max_neon(float *x, size_t n, float scale)
         lane_max = vbslq_f32(vcgtq_f32(v, lane_max), v, lane_max);
     }
     float max = vmaxvq_f32(lane_max);
-    for (; i < n; i++) {
-        x[i] *= scale;
-        max = x[i] > max ? x[i] : max;
-    }
-    return max;
+    float tail = adamas_scale_max_scalar(x + i, n - i, scale);
+    return tail > max ? tail : max;
 }
 
 /* s[i] = exp(s[i] - max), 4 at a time, the tail through a buffer padded with -inf
