@@ -113,21 +113,23 @@ static uint32_t thread_index(void)
 #endif
 }
 
-/* The k-th smallest distance counted in seen + hist when it is at most limit (the
- * bins up to limit are exact), else limit. */
+/* The k-th smallest distance counted in hist (plus seen, when not NULL) when it is at
+ * most limit (the bins up to limit are exact), else limit. */
 static uint16_t tighter_limit(const uint32_t *seen, const uint32_t *hist, uint32_t nbins,
                               uint32_t k, uint16_t limit)
 {
     uint32_t top = limit < nbins - 1 ? limit : nbins - 1, count = 0;
     for (uint32_t v = 0; v <= top; v++)
-        count += seen[v] + hist[v];
+        count += hist[v] + (seen ? seen[v] : 0);
     if (count < k)
         return limit;
-    while (count - seen[top] - hist[top] >= k) {
-        count -= seen[top] + hist[top];
+    for (;;) {
+        const uint32_t at_top = hist[top] + (seen ? seen[top] : 0);
+        if (count - at_top < k)
+            return (uint16_t)top;
+        count -= at_top;
         top--;
     }
-    return (uint16_t)top;
 }
 
 void adamas_scan_chunk(const decode_step *s, const uint64_t *qcode, size_t q_stride,
@@ -150,17 +152,26 @@ void adamas_scan_chunk(const decode_step *s, const uint64_t *qcode, size_t q_str
              c->code_words, len, limit, hist, hist_stride, block - first, hits, hits_stride,
              n_hits);
         /* Lower the limits after 1, 2, 4, 8, ... blocks and after the last: each
-         * update sums the bins up to the limit, and the limit falls fastest early. */
+         * update sums the bins up to the limit, and the limit falls fastest early.
+         * A head's seen counts from its first limit on: zero up to that limit. */
         if ((b & (b - 1)) == 0 || block + len == end)
-            for (uint32_t j = 0; j < group; j++)
-                limit[j] = tighter_limit(seen + j * seen_stride, hist + j * hist_stride, s->nbins,
-                                         s->k_codes, limit[j]);
+            for (uint32_t j = 0; j < group; j++) {
+                uint32_t *head_seen = seen + j * seen_stride;
+                const bool counting = limit[j] != UINT16_MAX;
+                const uint16_t lower = tighter_limit(counting ? head_seen : NULL,
+                                                     hist + j * hist_stride, s->nbins,
+                                                     s->k_codes, limit[j]);
+                if (!counting && lower != UINT16_MAX)
+                    memset(head_seen, 0, ((size_t)lower + 1) * sizeof *head_seen);
+                limit[j] = lower;
+            }
     }
-    /* The chunk joins what the thread has seen: the next chunks start from a limit near
+    /* The chunk joins what the thread has seen: its next chunks start from a limit near
      * the k_codes-th smallest of all it has scanned, and list few hits. */
     for (uint32_t j = 0; j < group; j++)
-        for (uint32_t v = 0; v <= limit[j] && v < s->nbins; v++)
-            seen[j * seen_stride + v] += hist[j * hist_stride + v];
+        if (limit[j] != UINT16_MAX)
+            for (uint32_t v = 0; v <= limit[j]; v++)
+                seen[j * seen_stride + v] += hist[j * hist_stride + v];
 }
 
 /* Phase 2 in a step: scan chunk `chunk` of kv head g into the workspace; limit, seen:
@@ -319,10 +330,8 @@ static void run_step(const decode_step *s, adamas_workspace *ws, const float *q,
                  * thread lowered it: each thread carries its own. */
                 uint16_t *limit = ws->limit + (size_t)thread_index() * ws->cap_heads;
                 uint32_t *seen = ws->seen + (size_t)thread_index() * ws->cap_heads * ws->cap_bins;
-                for (uint32_t h = 0; h < n_heads; h++) {
+                for (uint32_t h = 0; h < n_heads; h++)
                     limit[h] = UINT16_MAX;
-                    memset(seen + (size_t)h * ws->cap_bins, 0, s->nbins * sizeof *seen);
-                }
                 /* fused: the thread that scans the last chunk of a kv head goes on to
                  * phases 3-5 for its query heads, while their hits are still in its
                  * caches. */

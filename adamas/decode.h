@@ -91,13 +91,14 @@ void adamas_encode_query(const decode_step *s, const float *q, float *qh, uint64
  * kernels.h's grouped scan counts and lists them: head j's histogram of the chunk into
  * hist + j*hist_stride, its hits (positions relative to the chunk's first candidate)
  * into hits + j*hits_stride, n_hits[j] of them.  A head counts only the distances up
- * to limit[j].  seen + j*seen_stride is the histogram of head j's distances that this
- * thread has scanned in the step, exact up to limit[j]; the chunk adds to it, and
- * lowers limit[j] to the k_codes-th smallest distance counted there once it knows it.
- * No limit falls below the k_codes-th smallest distance of all candidates, so every
- * bin up to it (all that select reads) is exact, and the hits hold every candidate
- * that select may take.  limit[group], seen[group][seen_stride]: UINT16_MAX and zero
- * at the start of a step, then carried from chunk to chunk. */
+ * to limit[j].  Once limit[j] is below UINT16_MAX, seen + j*seen_stride is the
+ * histogram of head j's distances that this thread has scanned in the step since
+ * then, exact up to limit[j]; the chunk adds to it, and lowers limit[j] to the
+ * k_codes-th smallest distance counted there once it knows it.  No limit falls below
+ * the k_codes-th smallest distance of all candidates, so every bin up to it (all that
+ * select reads) is exact, and the hits hold every candidate that select may take.
+ * limit[group]: UINT16_MAX at the start of a step, then carried from chunk to chunk
+ * with seen[group][seen_stride] (which needs no clearing). */
 void adamas_scan_chunk(const decode_step *s, const uint64_t *qcode, size_t q_stride,
                        uint32_t kv_head, uint32_t chunk, uint32_t *hist, size_t hist_stride,
                        uint32_t *hits, size_t hits_stride, uint32_t *n_hits, uint16_t *limit,

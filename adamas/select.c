@@ -99,22 +99,25 @@ void adamas_select_scanned(const adamas_scanned *sc, uint32_t k, uint32_t base, 
         last--;
     }
     /* The hits hold every position a chunk counts (far fewer than it covers, once the
-     * scan's limit has come down): each is read once, in order. */
+     * scan's limit has come down): each is read once, in order.  Whether a hit is
+     * taken is data, not a branch (a shortlist takes one in four or so, at random):
+     * the slot after the last one taken is written and overwritten, and the loop
+     * stops once k are taken, so nothing lands past idx[k-1]. */
     uint32_t m = 0;
-    for (uint32_t c = 0; c < sc->chunks; c++) {
+    for (uint32_t c = 0; c < sc->chunks && m < k; c++) {
         const uint32_t *hits = sc->hits + (size_t)c * sc->hits_stride;
         const uint32_t n_hits = sc->n_hits[(size_t)c * sc->n_hits_stride];
         const uint32_t chunk_ties = sc->hist[(size_t)c * sc->hist_stride + t];
-        uint32_t skip_ties = c < last ? chunk_ties : c == last ? chunk_ties - ties : 0;
-        for (uint32_t i = 0; i < n_hits; i++) {
+        /* the ties of this chunk that are not taken: its first ones */
+        const uint32_t skip = c < last ? chunk_ties : c == last ? chunk_ties - ties : 0;
+        const uint32_t first = base + c * sc->chunk_len;
+        for (uint32_t i = 0, tie = 0; i < n_hits; i++) {
             const uint32_t v = adamas_hit_distance(hits[i]);
-            if (v > t)
-                continue;
-            if (v == t && skip_ties > 0) {
-                skip_ties--;
-                continue;
-            }
-            idx[m++] = base + c * sc->chunk_len + adamas_hit_position(hits[i]);
+            idx[m] = first + adamas_hit_position(hits[i]);
+            m += (v < t) | ((v == t) & (tie >= skip));
+            tie += v == t;
+            if (m == k)
+                return;
         }
     }
 }

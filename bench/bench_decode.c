@@ -761,7 +761,6 @@ static void scan_phase(bench_case *bc, int threads, uint32_t budget)
         uint32_t *seen = seen_hists + (size_t)thread_num() * bc->sh.heads * s.nbins;
         for (uint32_t h = 0; h < bc->sh.heads; h++)
             limit[h] = UINT16_MAX;
-        memset(seen, 0, (size_t)bc->sh.heads * s.nbins * sizeof *seen);
 #pragma omp for schedule(dynamic)
         for (uint32_t item = 0; item < kv * chunks; item++) {
             const uint32_t g = item / chunks, chunk = item % chunks;

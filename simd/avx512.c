@@ -552,16 +552,21 @@ buffer_hits(__m512i c, __m512i limits, __mmask32 valid, uint32_t first, uint16_t
     *n += (size_t)__builtin_popcount(take);
 }
 
-/* List and count the n buffered hits (buffer_hits), as kernels.h's scan_group says. */
-static inline void flush_hits(const uint16_t *buf, const uint16_t *pos, size_t n, uint32_t *hist,
-                              size_t hist_stride, uint32_t *hits, size_t hits_stride,
-                              uint32_t *n_hits)
+/* List and count the n buffered hits of `heads` heads (buffer_hits), as kernels.h's
+ * scan_group says, and ask for the lines the lists continue into.  restrict: the
+ * stores to the lists and histograms do not make the counts reload. */
+static inline void flush_hits(const uint16_t *buf, const uint16_t *pos, size_t n, size_t heads,
+                              uint32_t *restrict hist, size_t hist_stride,
+                              uint32_t *restrict hits, size_t hits_stride,
+                              uint32_t *restrict n_hits)
 {
     for (size_t i = 0; i < n; i++) {
         const uint32_t h = buf[i] >> 12, v = buf[i] & 0xFFFu;
         hist[h * hist_stride + v]++;
         hits[h * hits_stride + n_hits[h]++] = (uint32_t)pos[i] << 16 | v;
     }
+    for (size_t h = 0; h < heads; h++)
+        adamas_prefetch_write(hits + h * hits_stride + n_hits[h], 256);
 }
 
 /* One pass of `heads` heads (a constant after inlining) over len keys, the first at
@@ -593,7 +598,7 @@ static inline void scan_pass(const pass_query *pq, size_t heads, const uint64_t 
         if (vbmi2) {
             buffer_hits(c, limits, head_fields, first + (uint32_t)j, buf, pos, &buffered);
             if (buffered >= HIT_FLUSH) {
-                flush_hits(buf, pos, buffered, hist, hist_stride, hits, hits_stride, n_hits);
+                flush_hits(buf, pos, buffered, heads, hist, hist_stride, hits, hits_stride, n_hits);
                 buffered = 0;
             }
             continue;
@@ -619,7 +624,7 @@ static inline void scan_pass(const pass_query *pq, size_t heads, const uint64_t 
         }
     }
     if (vbmi2)
-        flush_hits(buf, pos, buffered, hist, hist_stride, hits, hits_stride, n_hits);
+        flush_hits(buf, pos, buffered, heads, hist, hist_stride, hits, hits_stride, n_hits);
 }
 
 static inline void scan_group_words(const uint64_t *q, size_t q_stride, size_t heads,
@@ -656,8 +661,8 @@ static inline void scan_group_words(const uint64_t *q, size_t q_stride, size_t h
             uint32_t *n_pass = n_hits + h0;
             /* the head count a constant: the queries stay in registers */
             switch (pass) {
-            case 1: /* one head: too little vector work per batch to hide the compress */
-                scan_pass(pq, 1, block, words, len, xorw, vpopcnt, 0, h0 == 0, lim, hist_pass,
+            case 1:
+                scan_pass(pq, 1, block, words, len, xorw, vpopcnt, vbmi2, h0 == 0, lim, hist_pass,
                           hist_stride, block_first, hits_pass, hits_stride, n_pass);
                 break;
             case 2:

@@ -19,22 +19,28 @@
 
 /* The counting step of the grouped scans that keep a batch's distances in a buffer
  * (AVX2, NEON, and AVX-512 without VBMI2): the m distances dist[0..m) + h*dist_stride
- * of keys first.. first+m-1, heads interleaved, counted and listed as kernels.h's
- * scan_group says.  Past the first blocks of a step few distances are within the
- * limit, so the branch is well predicted. */
+ * of keys first.. first+m-1, counted and listed as kernels.h's scan_group says.  Past
+ * the first blocks of a step few distances are within the limit, so the branch is
+ * well predicted; a head's count stays in a register, where a count in memory would
+ * make each hit wait for the store of the one before. */
 static inline void adamas_count_batch(const uint16_t *dist, size_t dist_stride, size_t heads,
                                       size_t m, uint32_t first, const uint16_t *limit,
                                       uint32_t *hist, size_t hist_stride, uint32_t *hits,
                                       size_t hits_stride, uint32_t *n_hits)
 {
-    for (size_t i = 0; i < m; i++)
-        for (size_t h = 0; h < heads; h++) {
+    for (size_t h = 0; h < heads; h++) {
+        uint32_t *head_hist = hist + h * hist_stride, *list = hits + h * hits_stride;
+        uint32_t count = n_hits[h];
+        for (size_t i = 0; i < m; i++) {
             uint32_t v = dist[h * dist_stride + i];
             if (v <= limit[h]) {
-                hist[h * hist_stride + v]++;
-                hits[h * hits_stride + n_hits[h]++] = (first + (uint32_t)i) << 16 | v;
+                head_hist[v]++;
+                list[count++] = (first + (uint32_t)i) << 16 | v;
             }
         }
+        n_hits[h] = count;
+        adamas_prefetch_write(list + count, 64);
+    }
 }
 
 /* How far ahead of the batch in use the scans ask for their codes into L1 (and, on
