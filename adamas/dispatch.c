@@ -16,6 +16,7 @@ const adamas_kernels adamas_kernels_scalar = {
     .hadamard_encode = adamas_hadamard_encode_scalar,
     .scan = {adamas_scan_l1_scalar, adamas_scan_xorw_scalar},
     .scan_group = {adamas_scan_group_l1_scalar, adamas_scan_group_xorw_scalar},
+    .emit = adamas_emit_scalar,
     .dot = {adamas_dot_f32_scalar, adamas_dot_f16_scalar, adamas_dot_bf16_scalar},
     .dot_group = {adamas_dot_group_f32_scalar, adamas_dot_group_f16_scalar,
                   adamas_dot_group_bf16_scalar},

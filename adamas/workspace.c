@@ -87,14 +87,12 @@ static size_t carve(adamas_workspace *ws)
         {(void **)&ws->logits, threads * heads * ADAMAS_ATTN_CHUNK * sizeof(float)},
         {(void **)&ws->score, threads * tokens * sizeof(float)},
         {(void **)&ws->hist, heads * ws->scan_chunks * ws->cap_bins * sizeof(uint32_t)},
-        {(void **)&ws->hits, ws->scan_chunks * heads * ADAMAS_SCAN_CHUNK * sizeof(uint32_t)},
-        {(void **)&ws->n_hits, ws->scan_chunks * heads * sizeof(uint32_t)},
         {(void **)&ws->set, heads * ws->cap_width * sizeof(uint32_t)},
         {(void **)&ws->set_len, heads * sizeof(uint32_t)},
         {(void **)&ws->limit, threads * heads * sizeof(uint16_t)},
-        {(void **)&ws->seen, threads * heads * ws->cap_bins * sizeof(uint32_t)},
         {(void **)&ws->scanned, heads * sizeof(atomic_uint)},
         {(void **)&ws->cand, threads * tokens * sizeof(uint32_t)},
+        {(void **)&ws->dist, heads * tokens * sizeof(uint16_t)},
     };
     size_t offset = 0;
     for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) {

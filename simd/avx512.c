@@ -458,16 +458,19 @@ static void scan_xorw_avx512(const uint64_t *q, const uint64_t *codes, size_t wo
  * s ^ swap_planes(q) with s = swap_planes(key): two ternary-logic ops per head, one
  * shuffle per key register (from L1, 0.50 against 0.53 ns per key and head with m).
  *
- * Only the distances <= the head's limit are counted and listed (a selection's
+ * The histogram counts only the distances <= the head's limit (a selection's
  * threshold lies far below most keys).  With VBMI2 the batch's distances are compared
  * with the limits in one instruction and the few that pass are compressed, tagged
- * with their head, into a small buffer that is listed and counted every few batches;
- * without it, each distance is compared after the next batch is computed.
+ * with their head, into a small buffer that is counted every few batches; without
+ * it, each distance is compared and counted after the next batch is computed.
  */
 #define PASS_HEADS 4
 
 /* Keys per sub-block: their codes stay in L1 for every pass over them. */
 #define GROUP_BLOCK_KEYS 256
+
+/* Counted distances buffered before they are added to the histograms (VBMI2). */
+#define COUNT_FLUSH 64
 
 /* One head of a pass: the query aligned with the registers of one key (as in
  * scan_words), its planes swapped, e (above), and its lane shifts (without VBMI2). */
@@ -517,66 +520,50 @@ static inline __m512i scan_group_batch(const pass_query *pq, size_t heads, const
     return c[0];
 }
 
-/* Store the distances of a batch (scan_group_batch's lanes) to dist + 8h: 8 per head. */
-static inline void store_group_batch(__m512i c, size_t heads, uint16_t *dist)
+/* Store the distances of a batch (scan_group_batch's lanes) to dist + h*dist_stride. */
+static inline void store_group_batch(__m512i c, size_t heads, size_t m, int tail, uint16_t *dist,
+                                     size_t dist_stride)
 {
     /* lane j holds the 4 distances of key j: transpose to 8 distances per head */
     static const uint16_t by_head[32] = {0, 4, 8,  12, 16, 20, 24, 28, 1, 5, 9,  13, 17, 21, 25, 29,
                                          2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31};
     uint16_t out[32] __attribute__((aligned(64)));
     _mm512_store_si512(out, _mm512_permutexvar_epi16(_mm512_loadu_si512(by_head), c));
-    for (size_t h = 0; h < heads; h++)
-        _mm_storeu_si128((__m128i *)(dist + 8 * h), _mm_load_si128((const __m128i *)(out + 8 * h)));
+    for (size_t h = 0; h < heads; h++) {
+        __m128i d16 = _mm_load_si128((const __m128i *)(out + 8 * h));
+        if (tail)
+            _mm_mask_storeu_epi16(dist + h * dist_stride, (__mmask8)((1u << m) - 1), d16);
+        else
+            _mm_storeu_si128((__m128i *)(dist + h * dist_stride), d16);
+    }
 }
 
-/* Hits buffered before they are listed and counted (VBMI2). */
-#define HIT_FLUSH 64
-
-/* The hits of a batch (VBMI2): the distances <= their head's limit (limits: the limit
- * of head h in bits [16h, 16h + 16) of every lane) among the valid fields of c, tagged
- * with their head in bits 12 and 13 (a distance is below 2^12), appended to buf[*n],
- * and their positions (key j of the batch at position `first` + j) to pos[*n].  No
- * branch on whether any is taken: a hit every few batches would mispredict. */
+/* The distances a batch counts (VBMI2): those <= their head's limit (limits: the
+ * limit of head h in bits [16h, 16h + 16) of every lane) among the valid fields,
+ * tagged with their head in bits 12 and 13 (a distance is below 2^12), appended to
+ * buf[*n]. */
 __attribute__((target("avx512vbmi2"))) static inline void
-buffer_hits(__m512i c, __m512i limits, __mmask32 valid, uint32_t first, uint16_t *buf,
-            uint16_t *pos, size_t *n)
+buffer_counted(__m512i c, __m512i limits, __mmask32 valid, uint16_t *buf, size_t *n)
 {
     const __m512i tags = _mm512_set1_epi64(0x3000200010000000ll);
-    const __m512i key_of_field = _mm512_set_epi16(7, 7, 7, 7, 6, 6, 6, 6, 5, 5, 5, 5, 4, 4, 4, 4,
-                                                  3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-    const __mmask32 take = _mm512_mask_cmple_epu16_mask(valid, c, limits);
+    __mmask32 take = _mm512_mask_cmple_epu16_mask(valid, c, limits);
     _mm512_storeu_si512(buf + *n, _mm512_maskz_compress_epi16(take, _mm512_or_si512(c, tags)));
-    _mm512_storeu_si512(pos + *n, _mm512_maskz_compress_epi16(
-                                      take, _mm512_add_epi16(_mm512_set1_epi16((short)first),
-                                                             key_of_field)));
     *n += (size_t)__builtin_popcount(take);
 }
 
-/* List and count the n buffered hits of `heads` heads (buffer_hits), as kernels.h's
- * scan_group says, and ask for the lines the lists continue into.  restrict: the
- * stores to the lists and histograms do not make the counts reload. */
-static inline void flush_hits(const uint16_t *buf, const uint16_t *pos, size_t n, size_t heads,
-                              uint32_t *restrict hist, size_t hist_stride,
-                              uint32_t *restrict hits, size_t hits_stride,
-                              uint32_t *restrict n_hits)
+/* Add the n tagged distances of buf to the histograms of their heads. */
+static inline void count_buffered(const uint16_t *buf, size_t n, uint32_t *hist, size_t hist_stride)
 {
-    for (size_t i = 0; i < n; i++) {
-        const uint32_t h = buf[i] >> 12, v = buf[i] & 0xFFFu;
-        hist[h * hist_stride + v]++;
-        hits[h * hits_stride + n_hits[h]++] = (uint32_t)pos[i] << 16 | v;
-    }
-    for (size_t h = 0; h < heads; h++)
-        adamas_prefetch_write(hits + h * hits_stride + n_hits[h], 256);
+    for (size_t i = 0; i < n; i++)
+        hist[(buf[i] >> 12) * hist_stride + (buf[i] & 0xFFF)]++;
 }
 
-/* One pass of `heads` heads (a constant after inlining) over len keys, the first at
- * position `first`; prefetch: ask for the codes ahead, as scan_words does (the first
- * pass over a block only). */
+/* One pass of `heads` heads (a constant after inlining) over len keys; prefetch: ask
+ * for the codes ahead, as scan_words does (the first pass over a block only). */
 static inline void scan_pass(const pass_query *pq, size_t heads, const uint64_t *block,
                              size_t words, size_t len, int xorw, int vpopcnt, int vbmi2,
-                             int prefetch, const uint16_t *limit, uint32_t *hist,
-                             size_t hist_stride, uint32_t first, uint32_t *hits,
-                             size_t hits_stride, uint32_t *n_hits)
+                             int prefetch, uint16_t *dist, size_t dist_stride, uint32_t *hist,
+                             size_t hist_stride, const uint16_t *limit)
 {
     const size_t batch_bytes = 8 * words * sizeof(uint64_t);
     const __mmask32 head_fields = (__mmask32)(0x11111111u * ((1u << heads) - 1));
@@ -584,61 +571,55 @@ static inline void scan_pass(const pass_query *pq, size_t heads, const uint64_t 
     for (size_t h = 0; h < heads; h++)
         packed_limits |= (uint64_t)limit[h] << (16 * h);
     const __m512i limits = _mm512_set1_epi64((long long)packed_limits);
-    uint16_t buf[HIT_FLUSH + 32], pos[HIT_FLUSH + 32];
+    uint16_t buf[COUNT_FLUSH + 32];
     size_t buffered = 0;
-    /* Without VBMI2 a batch's distances go to a buffer of two batches and are counted
-     * after the next batch is computed: the scalar loads and stores then run beside
-     * vector work instead of after it. */
-    uint16_t dist[2][PASS_HEADS * 8];
+    /* Without VBMI2 the histogram counts each batch after the next one is computed:
+     * its scalar loads and stores then run beside vector work instead of after it. */
     size_t j = 0;
     for (; j + 8 <= len; j += 8) {
         if (prefetch)
             adamas_prefetch_codes(block + j * words, batch_bytes);
         __m512i c = scan_group_batch(pq, heads, block + j * words, words, 8, 0, xorw, vpopcnt, vbmi2);
-        if (vbmi2) {
-            buffer_hits(c, limits, head_fields, first + (uint32_t)j, buf, pos, &buffered);
-            if (buffered >= HIT_FLUSH) {
-                flush_hits(buf, pos, buffered, heads, hist, hist_stride, hits, hits_stride, n_hits);
+        store_group_batch(c, heads, 8, 0, dist + j, dist_stride);
+        if (hist && vbmi2) {
+            buffer_counted(c, limits, head_fields, buf, &buffered);
+            if (buffered >= COUNT_FLUSH) {
+                count_buffered(buf, buffered, hist, hist_stride);
                 buffered = 0;
             }
-            continue;
         }
-        store_group_batch(c, heads, dist[(j / 8) & 1]);
-        if (j > 0)
-            adamas_count_batch(dist[(j / 8 - 1) & 1], 8, heads, 8, first + (uint32_t)j - 8, limit,
-                               hist, hist_stride, hits, hits_stride, n_hits);
+        if (hist && !vbmi2 && j > 0)
+            adamas_count_batch(dist + j - 8, dist_stride, heads, 8, hist, hist_stride, limit);
     }
-    if (!vbmi2 && j > 0)
-        adamas_count_batch(dist[(j / 8 - 1) & 1], 8, heads, 8, first + (uint32_t)j - 8, limit,
-                           hist, hist_stride, hits, hits_stride, n_hits);
+    if (hist && !vbmi2 && j > 0)
+        adamas_count_batch(dist + j - 8, dist_stride, heads, 8, hist, hist_stride, limit);
     if (j < len) {
         __m512i c = scan_group_batch(pq, heads, block + j * words, words, len - j, 1, xorw,
                                      vpopcnt, vbmi2);
-        if (vbmi2) {
-            buffer_hits(c, limits, head_fields & (__mmask32)((1u << (4 * (len - j))) - 1),
-                        first + (uint32_t)j, buf, pos, &buffered);
-        } else {
-            store_group_batch(c, heads, dist[0]);
-            adamas_count_batch(dist[0], 8, heads, len - j, first + (uint32_t)j, limit, hist,
-                               hist_stride, hits, hits_stride, n_hits);
-        }
+        store_group_batch(c, heads, len - j, 1, dist + j, dist_stride);
+        if (hist && vbmi2)
+            buffer_counted(c, limits, head_fields & (__mmask32)((1u << (4 * (len - j))) - 1), buf,
+                           &buffered);
+        if (hist && !vbmi2)
+            adamas_count_batch(dist + j, dist_stride, heads, len - j, hist, hist_stride, limit);
     }
-    if (vbmi2)
-        flush_hits(buf, pos, buffered, heads, hist, hist_stride, hits, hits_stride, n_hits);
+    if (hist && vbmi2)
+        count_buffered(buf, buffered, hist, hist_stride);
 }
 
 static inline void scan_group_words(const uint64_t *q, size_t q_stride, size_t heads,
                                     const uint64_t *codes, size_t words, size_t n,
-                                    const uint16_t *limit, uint32_t *hist, size_t hist_stride,
-                                    uint32_t first, uint32_t *hits, size_t hits_stride,
-                                    uint32_t *n_hits, int xorw, int vpopcnt, int vbmi2)
+                                    uint16_t *dist, size_t dist_stride, uint32_t *hist,
+                                    size_t hist_stride, const uint16_t *limit, int xorw,
+                                    int vpopcnt, int vbmi2)
 {
-    for (size_t at = 0; at < n; at += GROUP_BLOCK_KEYS) {
-        const size_t len = n - at < GROUP_BLOCK_KEYS ? n - at : GROUP_BLOCK_KEYS;
-        const uint64_t *block = codes + at * words;
+    for (size_t first = 0; first < n; first += GROUP_BLOCK_KEYS) {
+        const size_t len = n - first < GROUP_BLOCK_KEYS ? n - first : GROUP_BLOCK_KEYS;
+        const uint64_t *block = codes + first * words;
         for (size_t h0 = 0; h0 < heads; h0 += PASS_HEADS) {
             const size_t pass = heads - h0 < PASS_HEADS ? heads - h0 : PASS_HEADS;
             pass_query pq[PASS_HEADS];
+            uint16_t lim[PASS_HEADS];
             for (size_t h = 0; h < pass; h++) {
                 const uint64_t *qh = q + (h0 + h) * q_stride;
                 if (words == 2)
@@ -654,64 +635,56 @@ static inline void scan_group_words(const uint64_t *q, size_t q_stride, size_t h
                 }
                 pq[h].shift = _mm512_add_epi64(_mm512_set1_epi64((long long)(16 * h)),
                                                _mm512_setr_epi64(0, 1, 0, 1, 0, 1, 0, 1));
+                lim[h] = limit ? limit[h0 + h] : UINT16_MAX;
             }
-            const uint32_t block_first = first + (uint32_t)at;
-            const uint16_t *lim = limit + h0;
-            uint32_t *hist_pass = hist + h0 * hist_stride, *hits_pass = hits + h0 * hits_stride;
-            uint32_t *n_pass = n_hits + h0;
+            uint16_t *dist_pass = dist + h0 * dist_stride + first;
+            uint32_t *hist_pass = hist ? hist + h0 * hist_stride : NULL;
             /* the head count a constant: the queries stay in registers */
             switch (pass) {
-            case 1:
-                scan_pass(pq, 1, block, words, len, xorw, vpopcnt, vbmi2, h0 == 0, lim, hist_pass,
-                          hist_stride, block_first, hits_pass, hits_stride, n_pass);
+            case 1: /* one head: too little vector work per batch to hide the compress */
+                scan_pass(pq, 1, block, words, len, xorw, vpopcnt, 0, h0 == 0, dist_pass,
+                          dist_stride, hist_pass, hist_stride, lim);
                 break;
             case 2:
-                scan_pass(pq, 2, block, words, len, xorw, vpopcnt, vbmi2, h0 == 0, lim, hist_pass,
-                          hist_stride, block_first, hits_pass, hits_stride, n_pass);
+                scan_pass(pq, 2, block, words, len, xorw, vpopcnt, vbmi2, h0 == 0, dist_pass,
+                          dist_stride, hist_pass, hist_stride, lim);
                 break;
             case 3:
-                scan_pass(pq, 3, block, words, len, xorw, vpopcnt, vbmi2, h0 == 0, lim, hist_pass,
-                          hist_stride, block_first, hits_pass, hits_stride, n_pass);
+                scan_pass(pq, 3, block, words, len, xorw, vpopcnt, vbmi2, h0 == 0, dist_pass,
+                          dist_stride, hist_pass, hist_stride, lim);
                 break;
             default:
-                scan_pass(pq, 4, block, words, len, xorw, vpopcnt, vbmi2, h0 == 0, lim, hist_pass,
-                          hist_stride, block_first, hits_pass, hits_stride, n_pass);
+                scan_pass(pq, 4, block, words, len, xorw, vpopcnt, vbmi2, h0 == 0, dist_pass,
+                          dist_stride, hist_pass, hist_stride, lim);
             }
         }
     }
 }
 
 static inline void scan_group(const uint64_t *q, size_t q_stride, size_t heads,
-                              const uint64_t *codes, size_t words, size_t n, const uint16_t *limit,
-                              uint32_t *hist, size_t hist_stride, uint32_t first, uint32_t *hits,
-                              size_t hits_stride, uint32_t *n_hits, int xorw, int vpopcnt,
-                              int vbmi2)
+                              const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
+                              size_t dist_stride, uint32_t *hist, size_t hist_stride,
+                              const uint16_t *limit, int xorw, int vpopcnt, int vbmi2)
 {
-#define SCAN_GROUP_WORDS(w)                                                                 \
-    scan_group_words(q, q_stride, heads, codes, w, n, limit, hist, hist_stride, first, hits, \
-                     hits_stride, n_hits, xorw, vpopcnt, vbmi2)
     switch (words) {
-    case 2: SCAN_GROUP_WORDS(2); break;
-    case 4: SCAN_GROUP_WORDS(4); break;
-    case 8: SCAN_GROUP_WORDS(8); break;
-    case 16: SCAN_GROUP_WORDS(16); break;
-    case 32: SCAN_GROUP_WORDS(32); break;
+    case 2: scan_group_words(q, q_stride, heads, codes, 2, n, dist, dist_stride, hist, hist_stride, limit, xorw, vpopcnt, vbmi2); break;
+    case 4: scan_group_words(q, q_stride, heads, codes, 4, n, dist, dist_stride, hist, hist_stride, limit, xorw, vpopcnt, vbmi2); break;
+    case 8: scan_group_words(q, q_stride, heads, codes, 8, n, dist, dist_stride, hist, hist_stride, limit, xorw, vpopcnt, vbmi2); break;
+    case 16: scan_group_words(q, q_stride, heads, codes, 16, n, dist, dist_stride, hist, hist_stride, limit, xorw, vpopcnt, vbmi2); break;
+    case 32: scan_group_words(q, q_stride, heads, codes, 32, n, dist, dist_stride, hist, hist_stride, limit, xorw, vpopcnt, vbmi2); break;
     default:
         (xorw ? adamas_scan_group_xorw_scalar : adamas_scan_group_l1_scalar)(
-            q, q_stride, heads, codes, words, n, limit, hist, hist_stride, first, hits,
-            hits_stride, n_hits);
+            q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride, limit);
     }
-#undef SCAN_GROUP_WORDS
 }
 
 #define DEFINE_SCAN_GROUP(name, attrs, xorw, vpopcnt)                                        \
     attrs void name(const uint64_t *q, size_t q_stride, size_t heads, const uint64_t *codes, \
-                    size_t words, size_t n, const uint16_t *limit, uint32_t *hist,          \
-                    size_t hist_stride, uint32_t first, uint32_t *hits, size_t hits_stride,  \
-                    uint32_t *n_hits)                                                       \
+                    size_t words, size_t n, uint16_t *dist, size_t dist_stride,             \
+                    uint32_t *hist, size_t hist_stride, const uint16_t *limit)              \
     {                                                                                       \
-        scan_group(q, q_stride, heads, codes, words, n, limit, hist, hist_stride, first, hits, \
-                   hits_stride, n_hits, xorw, vpopcnt, vpopcnt);                            \
+        scan_group(q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride, \
+                   limit, xorw, vpopcnt, vpopcnt);                                          \
     }
 
 /* The VPOPCNTQ variants take VBMI2 too (every CPU with the first but Knights Mill has
@@ -734,21 +707,76 @@ int adamas_avx512_has_vpopcntdq_vbmi2(void)
     return k == 2;
 }
 
-#define DEFINE_SCAN_GROUP_CHOICE(name, vpopcnt_variant, vpshufb_variant)                     \
-    static void name(const uint64_t *q, size_t q_stride, size_t heads, const uint64_t *codes, \
-                     size_t words, size_t n, const uint16_t *limit, uint32_t *hist,          \
-                     size_t hist_stride, uint32_t first, uint32_t *hits, size_t hits_stride,  \
-                     uint32_t *n_hits)                                                       \
-    {                                                                                        \
-        (adamas_avx512_has_vpopcntdq_vbmi2() ? vpopcnt_variant : vpshufb_variant)(            \
-            q, q_stride, heads, codes, words, n, limit, hist, hist_stride, first, hits,       \
-            hits_stride, n_hits);                                                            \
-    }
+static void scan_group_l1_avx512(const uint64_t *q, size_t q_stride, size_t heads,
+                                 const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
+                                 size_t dist_stride, uint32_t *hist, size_t hist_stride,
+                                 const uint16_t *limit)
+{
+    (adamas_avx512_has_vpopcntdq_vbmi2() ? adamas_scan_group_l1_avx512_vpopcnt
+                                         : adamas_scan_group_l1_avx512_vpshufb)(
+        q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride, limit);
+}
 
-DEFINE_SCAN_GROUP_CHOICE(scan_group_l1_avx512, adamas_scan_group_l1_avx512_vpopcnt,
-                         adamas_scan_group_l1_avx512_vpshufb)
-DEFINE_SCAN_GROUP_CHOICE(scan_group_xorw_avx512, adamas_scan_group_xorw_avx512_vpopcnt,
-                         adamas_scan_group_xorw_avx512_vpshufb)
+static void scan_group_xorw_avx512(const uint64_t *q, size_t q_stride, size_t heads,
+                                   const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
+                                   size_t dist_stride, uint32_t *hist, size_t hist_stride,
+                                   const uint16_t *limit)
+{
+    (adamas_avx512_has_vpopcntdq_vbmi2() ? adamas_scan_group_xorw_avx512_vpopcnt
+                                         : adamas_scan_group_xorw_avx512_vpshufb)(
+        q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride, limit);
+}
+
+/* ============================================================ selection emit */
+
+/* The positions j in [from, to) with dist[j] < t (le = 0) or <= t (le = 1), written
+ * as base + j to idx + m until k are written; returns the new m.  sparse: a selection
+ * of a few in a thousand, where most steps of 32 distances take none and cost a load,
+ * a compare and a branch that is rarely taken.  Denser ones take some in most steps,
+ * at random, where that branch would mispredict: every step of 16 compresses its
+ * positions. */
+static inline uint32_t emit_range(const uint16_t *dist, uint32_t from, uint32_t to, uint32_t t,
+                                  int le, int sparse, uint32_t base, uint32_t k, uint32_t *idx,
+                                  uint32_t m)
+{
+    const __m512i tv = _mm512_set1_epi16((short)t);
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    uint32_t j = from;
+    for (; sparse && j + 32 <= to && m < k; j += 32) {
+        __m512i d = _mm512_loadu_si512(dist + j);
+        __mmask32 take = le ? _mm512_cmple_epu16_mask(d, tv) : _mm512_cmplt_epu16_mask(d, tv);
+        if (!take)
+            continue;
+        __m512i pos = _mm512_add_epi32(_mm512_set1_epi32((int)(base + j)), lanes);
+        _mm512_mask_compressstoreu_epi32(idx + m, (__mmask16)take, pos);
+        m += (uint32_t)__builtin_popcount(take & 0xFFFF);
+        pos = _mm512_add_epi32(pos, _mm512_set1_epi32(16));
+        _mm512_mask_compressstoreu_epi32(idx + m, (__mmask16)(take >> 16), pos);
+        m += (uint32_t)__builtin_popcount(take >> 16);
+    }
+    for (; j + 16 <= to && m < k; j += 16) {
+        __m256i d = _mm256_loadu_si256((const __m256i *)(dist + j));
+        __mmask16 take = le ? _mm256_cmple_epu16_mask(d, _mm512_castsi512_si256(tv))
+                            : _mm256_cmplt_epu16_mask(d, _mm512_castsi512_si256(tv));
+        _mm512_mask_compressstoreu_epi32(idx + m, take,
+                                         _mm512_add_epi32(_mm512_set1_epi32((int)(base + j)), lanes));
+        m += (uint32_t)__builtin_popcount(take);
+    }
+    for (; j < to && m < k; j++)
+        if (le ? dist[j] <= t : dist[j] < t)
+            idx[m++] = base + j;
+    return m;
+}
+
+/* The scalar emit.  Exactly k positions qualify in all, so the compressing stores
+ * never write past idx[k-1]. */
+static void emit_avx512(const uint16_t *dist, uint32_t n, uint32_t t, uint32_t cutoff,
+                        uint32_t base, uint32_t k, uint32_t *idx)
+{
+    const int sparse = (uint64_t)k * 128 < n; /* steps of 32 that take any: below 1 in 4 */
+    uint32_t m = emit_range(dist, 0, cutoff, t, 0, sparse, base, k, idx, 0);
+    emit_range(dist, cutoff, n, t, 1, sparse, base, k, idx, m);
+}
 
 /* ====================================================== attention arithmetic */
 
@@ -1157,6 +1185,7 @@ const adamas_kernels adamas_kernels_avx512 = {
     .scan_group = {scan_group_l1_avx512, scan_group_xorw_avx512},
     .dot = {dot_f32_avx512, dot_f16_avx512, dot_bf16_avx512},
     .dot_group = {dot_group_f32_avx512, dot_group_f16_avx512, dot_group_bf16_avx512},
+    .emit = emit_avx512,
     .axpy = {axpy_f32_avx512, axpy_f16_avx512, axpy_bf16_avx512},
     .axpy_group = {axpy_group_f32_avx512, axpy_group_f16_avx512, axpy_group_bf16_avx512},
     .scale_max = scale_max_avx512,

@@ -461,67 +461,53 @@ Test(simd, scan_histogram_survives_one_heavy_bin)
 /* Group sizes of the grouped kernels: below, at and above the heads of one pass. */
 #define MAX_GROUP 8
 
-/* The grouped scan of `heads` query codes against what kernels.h says it writes, built
- * from the distances of the scalar single-head scan: with lists further apart than
- * they are long (as in the workspace), poisoned beyond what the scan may append,
- * counts and histograms that do not start at zero, and the keys at a random position. */
+/* The grouped scan of `heads` query codes against the scalar one, with rows further
+ * apart than they are long (as in the workspace) and guards between them; the
+ * histograms count every distance (limit NULL) or those up to a limit per head. */
 static void check_scan_group_limited(const variant *v, int metric, const uint64_t *q,
                                      size_t heads, const uint64_t *codes, size_t words, size_t n,
                                      const uint16_t *limit)
 {
-    const size_t nbins = 96 * words + 1, hist_stride = nbins + 5, hits_stride = n + 7;
-    const uint32_t first = rng_below((uint32_t)(65536 - n + 1));
-    uint32_t *hits = alloc_skewed(heads * hits_stride, 4, 4);
-    uint32_t *want_hits = malloc(heads * hits_stride * 4);
-    uint32_t *hist = malloc(heads * hist_stride * 4), *want_hist = malloc(heads * hist_stride * 4);
-    uint16_t *dist = malloc(n * 2 + 2);
-    uint32_t n_hits[MAX_GROUP], want_n[MAX_GROUP];
-    poison(hits, heads * hits_stride * 4);
-    memcpy(want_hits, hits, heads * hits_stride * 4);
+    const size_t nbins = 96 * words + 1, dist_stride = n + 3, hist_stride = nbins + 5;
+    uint16_t *dist = alloc_skewed(heads * dist_stride, 2, 2), *ref = malloc(heads * dist_stride * 2 + 2);
+    uint32_t *hist = malloc(heads * hist_stride * 4), *ref_hist = malloc(heads * hist_stride * 4);
+    for (size_t i = 0; i < heads * dist_stride; i++)
+        dist[i] = ref[i] = 0x5a5a;
     for (size_t b = 0; b < heads * hist_stride; b++)
-        hist[b] = want_hist[b] = rng_below(5);
-    for (size_t h = 0; h < heads; h++) {
-        n_hits[h] = want_n[h] = rng_below(8); /* lists already holding some hits */
-        adamas_kernels_scalar.scan[metric](q + h * words, codes, words, n, dist, NULL);
-        for (size_t j = 0; j < n; j++)
-            if (dist[j] <= limit[h]) {
-                want_hist[h * hist_stride + dist[j]]++;
-                want_hits[h * hits_stride + want_n[h]++] = (first + (uint32_t)j) << 16 | dist[j];
-            }
-    }
-    v->k.scan_group[metric](q, words, heads, codes, words, n, limit, hist, hist_stride, first,
-                            hits, hits_stride, n_hits);
-    for (size_t h = 0; h < heads; h++) {
-        expect(n_hits[h] == want_n[h],
-               "%s scan_group %s words=%zu heads=%zu n=%zu: head %zu has %u hits, want %u",
-               v->name, metric ? "xorw" : "l1", words, heads, n, h, n_hits[h], want_n[h]);
-        size_t i = 0;
-        while (i < hits_stride && hits[h * hits_stride + i] == want_hits[h * hits_stride + i])
-            i++;
-        expect(i == hits_stride,
-               "%s scan_group %s words=%zu heads=%zu n=%zu limit %u: head %zu hit %zu = 0x%08x, "
-               "want 0x%08x (a written poison: past its hits)",
-               v->name, metric ? "xorw" : "l1", words, heads, n, limit[h], h, i,
-               hits[h * hits_stride + i % hits_stride], want_hits[h * hits_stride + i % hits_stride]);
-    }
-    expect(memcmp(hist, want_hist, heads * hist_stride * 4) == 0,
-           "%s scan_group %s words=%zu heads=%zu n=%zu: histograms differ", v->name,
-           metric ? "xorw" : "l1", words, heads, n);
-    free_skewed(hits, 4);
-    free(want_hits);
+        hist[b] = ref_hist[b] = rng_below(5);
+    adamas_kernels_scalar.scan_group[metric](q, words, heads, codes, words, n, ref, dist_stride,
+                                             ref_hist, hist_stride, limit);
+    v->k.scan_group[metric](q, words, heads, codes, words, n, dist, dist_stride, hist,
+                            hist_stride, limit);
+    size_t i = 0;
+    while (i < heads * dist_stride && dist[i] == ref[i])
+        i++;
+    expect(i == heads * dist_stride,
+           "%s scan_group %s words=%zu heads=%zu n=%zu: head %zu dist[%zu] = %u, scalar %u",
+           v->name, metric ? "xorw" : "l1", words, heads, n, i / dist_stride, i % dist_stride,
+           dist[i % (heads * dist_stride)], ref[i % (heads * dist_stride)]);
+    expect(memcmp(hist, ref_hist, heads * hist_stride * 4) == 0,
+           "%s scan_group %s words=%zu heads=%zu n=%zu%s: histograms differ", v->name,
+           metric ? "xorw" : "l1", words, heads, n, limit ? " (limited)" : "");
+
+    for (size_t h = 0; h < heads; h++)
+        poison(dist + h * dist_stride, n * 2);
+    v->k.scan_group[metric](q, words, heads, codes, words, n, dist, dist_stride, NULL, 0, limit);
+    expect(memcmp(dist, ref, heads * dist_stride * 2) == 0,
+           "%s scan_group %s words=%zu heads=%zu n=%zu (no histogram): distances differ",
+           v->name, metric ? "xorw" : "l1", words, heads, n);
+    free_skewed(dist, 2);
+    free(ref);
     free(hist);
-    free(want_hist);
-    free(dist);
+    free(ref_hist);
 }
 
 static void check_scan_group(const variant *v, int metric, const uint64_t *q, size_t heads,
                              const uint64_t *codes, size_t words, size_t n)
 {
-    uint16_t limit[MAX_GROUP];
-    for (size_t h = 0; h < heads; h++)
-        limit[h] = UINT16_MAX;
-    check_scan_group_limited(v, metric, q, heads, codes, words, n, limit);
+    check_scan_group_limited(v, metric, q, heads, codes, words, n, NULL);
     /* limits from none counted to all, around the middle of the distances (64*words) */
+    uint16_t limit[MAX_GROUP];
     for (size_t h = 0; h < heads; h++) {
         uint32_t pick = rng_below(8);
         limit[h] = pick == 0 ? 0 : pick == 1 ? UINT16_MAX : (uint16_t)rng_below(96 * words + 1);
@@ -1106,6 +1092,50 @@ Test(simd, grouped_axpy_converts_every_half_value_exactly)
                 }
             free_skewed(row, 2);
             free_skewed(y, 4);
+        }
+    }
+}
+
+static int cmp_u16(const void *a, const void *b)
+{
+    return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
+}
+
+Test(simd, emit_takes_the_same_positions_as_scalar)
+{
+    rng_seed_from_env();
+    FOR_EACH_VARIANT(v, "emit")
+    {
+        for (int trial = 0; trial < 300; trial++) {
+            uint32_t n = 1 + rng_below(trial < 100 ? 40 : 5000);
+            uint32_t k = 1 + rng_below(n), range = 1 + rng_below(trial % 3 ? 8 : 400);
+            uint32_t base = rng_below(1u << 20);
+            uint16_t *dist = alloc_skewed(n, 2, 2), *sorted = malloc(n * sizeof *sorted);
+            for (uint32_t j = 0; j < n; j++)
+                dist[j] = (uint16_t)rng_below(range);
+            /* the threshold and cutoff of the k smallest, ties to the larger position */
+            memcpy(sorted, dist, n * sizeof *dist);
+            qsort(sorted, n, sizeof *sorted, cmp_u16);
+            uint32_t t = sorted[k - 1], below = 0, cutoff = n;
+            for (uint32_t j = 0; j < n; j++)
+                below += dist[j] < t;
+            for (uint32_t ties = k - below; ties > 0;)
+                if (dist[--cutoff] == t)
+                    ties--;
+            uint32_t *want = malloc((k + 16) * sizeof *want), *got = malloc((k + 16) * sizeof *got);
+            poison(want, (k + 16) * sizeof *want);
+            poison(got, (k + 16) * sizeof *got);
+            adamas_emit_scalar(dist, n, t, cutoff, base, k, want);
+            v->k.emit(dist, n, t, cutoff, base, k, got);
+            expect(memcmp(want, got, (k + 16) * sizeof *got) == 0,
+                   "%s: n %u k %u range %u: positions differ (or written past k)", v->name, n, k,
+                   range);
+            for (uint32_t i = 1; i < k; i++)
+                expect(got[i - 1] < got[i], "%s: not ascending at %u", v->name, i);
+            free(want);
+            free(got);
+            free(sorted);
+            free_skewed(dist, 2);
         }
     }
 }
