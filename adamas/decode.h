@@ -23,6 +23,7 @@
 #include "cache.h"
 #include "kernels.h"
 #include "prefetch.h"
+#include "select.h"
 
 /* Tokens per scan item; keys per call of the grouped scan, whose codes stay in L1
  * while every query head of the kv head scans them (whatever the table's kernel). */
@@ -59,9 +60,12 @@ struct adamas_workspace {
     uint32_t scan_chunks; /* ceil(cap_tokens / ADAMAS_SCAN_CHUNK)                     */
     uint32_t attn_chunks; /* ceil(cap_tokens / ADAMAS_ATTN_CHUNK)                     */
     uint64_t *qcode;      /* [cap_heads][cap_words]          query codes              */
-    uint16_t *dist;       /* [cap_heads][cap_tokens]         distance per candidate   */
+    uint16_t *dist;       /* [cap_heads][cap_tokens]         distances, dense chunks  */
     uint32_t *hist;       /* [cap_heads][scan_chunks][cap_bins] per scan item          */
+    uint32_t *hits;       /* [scan_chunks][cap_heads][ADAMAS_SCAN_CHUNK] per scan item */
+    uint32_t *n_hits;     /* [scan_chunks][cap_heads]        their count              */
     uint16_t *limit;      /* [cap_threads][cap_heads]        histogram limits         */
+    uint32_t *seen;       /* [cap_threads][cap_heads][cap_bins + 1] distances scanned  */
     atomic_uint *scanned; /* [cap_heads]                     scan chunks done per kv head */
     uint32_t *set;        /* [cap_heads][cap_width]          attended tokens          */
     uint32_t *set_len;    /* [cap_heads]                     their count              */
@@ -84,24 +88,33 @@ uint32_t adamas_step_threads(void);
 void adamas_encode_query(const decode_step *s, const float *q, float *qh, uint64_t *qcode);
 
 /* Phase 2 for scan chunk `chunk` of kv head kv_head: the code distances of the
- * candidates in it to each query head j of the kv head (code qcode + j*q_stride) into
- * dist + j*dist_stride (indexed by candidate), and head j's histogram of the chunk
- * into hist + j*hist_stride.  A histogram counts only the distances up to limit[j],
- * which it lowers to the k_codes-th smallest distance of the chunk once it knows it:
- * no smaller limit than that, so every bin up to the k_codes-th smallest distance of
- * all candidates (all that select reads) is exact.  limit[group]: UINT16_MAX at the
- * start of a step, then carried from chunk to chunk of the kv head. */
+ * candidates in it to each query head j of the kv head (code qcode + j*q_stride),
+ * through kernels.h's grouped scan: head j's histogram of the chunk into hist +
+ * j*hist_stride, and either (dense) its distances into dist + j*dist_stride (indexed by
+ * candidate), n_hits[j] = ADAMAS_DENSE_CHUNK, or (sparse) its hits (positions relative
+ * to the chunk's first candidate) into hits + j*hits_stride, n_hits[j] of them: dense
+ * until seen holds enough keys for every head of the kv head (below).  A head counts
+ * only the distances up to limit[j].  Once limit[j] is below UINT16_MAX, seen +
+ * j*seen_stride is the histogram of head j's distances in the chunks this thread has
+ * scanned in the step since the one that set it (that one included), exact up to
+ * limit[j], and seen[j*seen_stride + nbins] the number of keys it counts (seen_stride
+ * > nbins); the chunk adds to it, and lowers
+ * limit[j] to the k_codes-th smallest distance counted there once it knows it.  No
+ * limit falls below the k_codes-th smallest distance of all candidates, so every bin
+ * up to it (all that select reads) is exact, and the hits hold every candidate that
+ * select may take.  limit[group]: UINT16_MAX at the start of a step, then carried from
+ * chunk to chunk with seen[group][seen_stride] (which needs no clearing). */
 void adamas_scan_chunk(const decode_step *s, const uint64_t *qcode, size_t q_stride,
-                       uint32_t kv_head, uint32_t chunk, uint16_t *dist, size_t dist_stride,
-                       uint32_t *hist, size_t hist_stride, uint16_t *limit);
+                       uint32_t kv_head, uint32_t chunk, uint32_t *hist, size_t hist_stride,
+                       uint16_t *dist, size_t dist_stride, uint32_t *hits, size_t hits_stride,
+                       uint32_t *n_hits, uint16_t *limit, uint32_t *seen, size_t seen_stride);
 
 /* Phase 3: the tokens query head h (reading kv head kv_head) attends to, ascending,
- * into set; returns their count.  For ADAMAS, dist are its code distances over the
- * candidates and hist their histograms, one per scan chunk, hist_stride apart.
- * cand, score: [n] scratch. */
+ * into set; returns their count.  For ADAMAS, scan is its scan of the candidates (the
+ * chunks of adamas_scan_chunk).  cand, score: [n] scratch. */
 uint32_t adamas_select_tokens(const decode_step *s, uint32_t kv_head, const float *q,
-                              const uint16_t *dist, const uint32_t *hist, size_t hist_stride,
-                              uint32_t *set, uint32_t *cand, float *score);
+                              const adamas_scanned *scan, uint32_t *set, uint32_t *cand,
+                              float *score);
 
 /* Phase 4: partial attention of `heads` query heads q[heads][d] of one kv head over
  * `count` tokens: set[0..count) or, when set is NULL, first..first+count-1.

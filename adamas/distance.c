@@ -37,17 +37,20 @@ static unsigned xorw_words(const uint64_t *a, const uint64_t *b, size_t words)
     return dist;
 }
 
-/* One query code against n key codes, counting the distances <= limit; called with a
- * constant metric, so each entry below compiles to its own loop. */
+/* Called with a constant metric, so each entry below compiles to its own loop. */
+static inline uint32_t code_distance(const uint64_t *q, const uint64_t *key, size_t words,
+                                     adamas_metric metric)
+{
+    return metric == ADAMAS_METRIC_L1 ? l1_words(q, key, words) : xorw_words(q, key, words);
+}
+
+/* One query code against n key codes. */
 static inline void scan_codes(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
-                              uint16_t *dist, uint32_t *hist, uint16_t limit,
-                              adamas_metric metric)
+                              uint16_t *dist, uint32_t *hist, adamas_metric metric)
 {
     for (size_t j = 0; j < n; j++) {
-        const uint64_t *key = codes + j * words;
-        dist[j] = (uint16_t)(metric == ADAMAS_METRIC_L1 ? l1_words(q, key, words)
-                                                        : xorw_words(q, key, words));
-        if (hist && dist[j] <= limit)
+        dist[j] = (uint16_t)code_distance(q, codes + j * words, words, metric);
+        if (hist)
             hist[dist[j]]++;
     }
 }
@@ -55,44 +58,50 @@ static inline void scan_codes(const uint64_t *q, const uint64_t *codes, size_t w
 void adamas_scan_l1_scalar(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
                            uint16_t *dist, uint32_t *hist)
 {
-    scan_codes(q, codes, words, n, dist, hist, UINT16_MAX, ADAMAS_METRIC_L1);
+    scan_codes(q, codes, words, n, dist, hist, ADAMAS_METRIC_L1);
 }
 
 void adamas_scan_xorw_scalar(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
                              uint16_t *dist, uint32_t *hist)
 {
-    scan_codes(q, codes, words, n, dist, hist, UINT16_MAX, ADAMAS_METRIC_XORW);
+    scan_codes(q, codes, words, n, dist, hist, ADAMAS_METRIC_XORW);
 }
 
-/* The grouped scan is, by definition, one scan per head. */
+/* The grouped scan of kernels.h, head by head. */
 static inline void scan_codes_group(const uint64_t *q, size_t q_stride, size_t heads,
                                     const uint64_t *codes, size_t words, size_t n,
-                                    uint16_t *dist, size_t dist_stride, uint32_t *hist,
-                                    size_t hist_stride, const uint16_t *limit,
+                                    const uint16_t *limit, uint32_t *hist, size_t hist_stride,
+                                    uint16_t *dist, size_t dist_stride, uint32_t first,
+                                    uint32_t *hits, size_t hits_stride, uint32_t *n_hits,
                                     adamas_metric metric)
 {
-    for (size_t h = 0; h < heads; h++)
-        scan_codes(q + h * q_stride, codes, words, n, dist + h * dist_stride,
-                   hist ? hist + h * hist_stride : NULL, limit ? limit[h] : UINT16_MAX, metric);
+    for (size_t h = 0; h < heads; h++) {
+        uint32_t *head_hist = hist + h * hist_stride;
+        for (size_t j = 0; j < n; j++) {
+            uint32_t v = code_distance(q + h * q_stride, codes + j * words, words, metric);
+            if (dist)
+                dist[h * dist_stride + j] = (uint16_t)v;
+            if (v <= limit[h]) {
+                head_hist[v]++;
+                if (!dist)
+                    hits[h * hits_stride + n_hits[h]++] = (first + (uint32_t)j) << 16 | v;
+            }
+        }
+    }
 }
 
-void adamas_scan_group_l1_scalar(const uint64_t *q, size_t q_stride, size_t heads,
-                                 const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
-                                 size_t dist_stride, uint32_t *hist, size_t hist_stride,
-                                 const uint16_t *limit)
-{
-    scan_codes_group(q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride,
-                     limit, ADAMAS_METRIC_L1);
-}
+#define DEFINE_SCAN_GROUP_SCALAR(name, metric)                                                \
+    void name(const uint64_t *q, size_t q_stride, size_t heads, const uint64_t *codes,          \
+              size_t words, size_t n, const uint16_t *limit, uint32_t *hist, size_t hist_stride, \
+              uint16_t *dist, size_t dist_stride, uint32_t first, uint32_t *hits,               \
+              size_t hits_stride, uint32_t *n_hits)                                             \
+    {                                                                                          \
+        scan_codes_group(q, q_stride, heads, codes, words, n, limit, hist, hist_stride, dist,  \
+                         dist_stride, first, hits, hits_stride, n_hits, metric);               \
+    }
 
-void adamas_scan_group_xorw_scalar(const uint64_t *q, size_t q_stride, size_t heads,
-                                   const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
-                                   size_t dist_stride, uint32_t *hist, size_t hist_stride,
-                                   const uint16_t *limit)
-{
-    scan_codes_group(q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride,
-                     limit, ADAMAS_METRIC_XORW);
-}
+DEFINE_SCAN_GROUP_SCALAR(adamas_scan_group_l1_scalar, ADAMAS_METRIC_L1)
+DEFINE_SCAN_GROUP_SCALAR(adamas_scan_group_xorw_scalar, ADAMAS_METRIC_XORW)
 
 static int distance_args_ok(const char *fn, const uint64_t *a, const uint64_t *b, size_t d)
 {

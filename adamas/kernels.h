@@ -6,7 +6,7 @@
  * above this table (cache, selection, decode) is written once and never knows the ISA.
  *
  * Contracts every implementation keeps:
- *   - hadamard, encode, scan, emit: bit-identical to the scalar entries;
+ *   - hadamard, encode, scan, scan_group, emit: bit-identical to the scalar entries;
  *   - dot, page_score: bit-identical too, because they rank tokens (oracle, rerank,
  *     Quest).  Their summation order is fixed: 16 interleaved f32 partial sums,
  *     lane l = l-th element of each 16-element block, each step `acc += a*b` with
@@ -45,21 +45,38 @@
 typedef void (*adamas_scan_fn)(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
                                uint16_t *dist, uint32_t *hist);
 
-/* The scan of `heads` query codes q + h*q_stride over the same keys: for h < heads,
- * dist + h*dist_stride and (when hist is not NULL) hist + h*hist_stride receive what
- * scan(q + h*q_stride, codes, words, n, ...) writes there, except that when limit is
- * not NULL head h counts only the distances <= limit[h] (a selection reads only the
- * bins up to its threshold, and most keys lie far above it). */
+/* The scan of a selection: `heads` query codes q + h*q_stride against the same n
+ * keys.  For h < heads and j < n, in order of j, with v the distance of key j to head
+ * h, when v <= limit[h]: hist[h*hist_stride + v] += 1, and
+ *   - dense (dist not NULL): every v is stored, dist[h*dist_stride + j] = v;
+ *   - sparse (dist NULL): the hit (first + j) << 16 | v is appended to head h's list,
+ *     hits[h*hits_stride + n_hits[h]++].
+ * Nothing else is written.  Sparse suits limits that have come down: most keys lie
+ * far above them, and storing every distance would add two bytes per key and head to
+ * the 32 bytes of a d=128 code; dense suits limits still high, where most keys would
+ * be hits and each hit costs scalar steps.  first + n <= 65536. */
 typedef void (*adamas_scan_group_fn)(const uint64_t *q, size_t q_stride, size_t heads,
                                      const uint64_t *codes, size_t words, size_t n,
-                                     uint16_t *dist, size_t dist_stride, uint32_t *hist,
-                                     size_t hist_stride, const uint16_t *limit);
+                                     const uint16_t *limit, uint32_t *hist, size_t hist_stride,
+                                     uint16_t *dist, size_t dist_stride, uint32_t first,
+                                     uint32_t *hits, size_t hits_stride, uint32_t *n_hits);
 
 /* The positions of a selection, given its threshold t: every j < cutoff with
  * dist[j] < t and every j >= cutoff with dist[j] <= t, ascending, written as base + j
  * to idx.  Exactly k positions qualify (the caller chose t and cutoff so). */
 typedef void (*adamas_emit_fn)(const uint16_t *dist, uint32_t n, uint32_t t, uint32_t cutoff,
                                uint32_t base, uint32_t k, uint32_t *idx);
+
+/* A hit of a grouped scan: its position and its distance. */
+static inline uint32_t adamas_hit_position(uint32_t hit)
+{
+    return hit >> 16;
+}
+
+static inline uint32_t adamas_hit_distance(uint32_t hit)
+{
+    return hit & 0xFFFFu;
+}
 
 /* q[d] . row[d], row of one storage dtype, in the fixed summation order (products
  * rounded, then added). */
@@ -95,7 +112,7 @@ typedef struct adamas_kernels {
     void (*hadamard_encode)(float *x, size_t d, const float th[3], uint64_t *code);
     adamas_scan_fn scan[2];   /* indexed by adamas_metric */
     adamas_scan_group_fn scan_group[2]; /* indexed by adamas_metric */
-    adamas_emit_fn emit;      /* the positions a histogram select takes */
+    adamas_emit_fn emit;      /* the positions a histogram select takes from distances */
     adamas_dot_fn dot[3];     /* indexed by adamas_dtype of the row */
     adamas_dot_group_fn dot_group[3];   /* indexed by adamas_dtype of the row */
     adamas_axpy_fn axpy[3];   /* indexed by adamas_dtype of the row */
@@ -126,13 +143,15 @@ void adamas_hadamard_encode_scalar(float *x, size_t d, const float th[3], uint64
 void adamas_scan_l1_scalar(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,
                            uint16_t *dist, uint32_t *hist);
 void adamas_scan_group_l1_scalar(const uint64_t *q, size_t q_stride, size_t heads,
-                                 const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
-                                 size_t dist_stride, uint32_t *hist, size_t hist_stride,
-                                 const uint16_t *limit);
+                                 const uint64_t *codes, size_t words, size_t n,
+                                 const uint16_t *limit, uint32_t *hist, size_t hist_stride,
+                                 uint16_t *dist, size_t dist_stride, uint32_t first,
+                                 uint32_t *hits, size_t hits_stride, uint32_t *n_hits);
 void adamas_scan_group_xorw_scalar(const uint64_t *q, size_t q_stride, size_t heads,
-                                   const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
-                                   size_t dist_stride, uint32_t *hist, size_t hist_stride,
-                                   const uint16_t *limit);
+                                   const uint64_t *codes, size_t words, size_t n,
+                                   const uint16_t *limit, uint32_t *hist, size_t hist_stride,
+                                   uint16_t *dist, size_t dist_stride, uint32_t first,
+                                   uint32_t *hits, size_t hits_stride, uint32_t *n_hits);
 void adamas_emit_scalar(const uint16_t *dist, uint32_t n, uint32_t t, uint32_t cutoff,
                         uint32_t base, uint32_t k, uint32_t *idx);
 void adamas_scan_xorw_scalar(const uint64_t *q, const uint64_t *codes, size_t words, size_t n,

@@ -51,4 +51,18 @@ static inline void adamas_prefetch_l2(const void *p, size_t bytes)
     adamas_prefetch_l2_every(p, bytes, 64);
 }
 
+/* Ask for the cache lines of bytes at p, which will be written soon (prefetchw on x86):
+ * appends to lists that left the caches since the last step would otherwise wait for
+ * each line. */
+static inline void adamas_prefetch_write(void *p, size_t bytes)
+{
+#if defined(__GNUC__)
+    for (size_t off = 0; off < bytes; off += 64)
+        __builtin_prefetch((char *)p + off, 1);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
 #endif

@@ -80,48 +80,57 @@ static uint32_t tie_cutoff(const uint16_t *dist, uint32_t n, uint32_t t, uint32_
 /* Emit, ascending, every position with dist < t and the `k - n_below` largest
  * positions with dist == t. */
 static void emit_selection(const uint16_t *dist, uint32_t n, uint32_t k, uint32_t t,
-                           uint32_t n_below, uint32_t base, adamas_emit_fn emit, uint32_t *idx)
+                           uint32_t n_below, uint32_t base, uint32_t *idx)
 {
-    emit(dist, n, t, tie_cutoff(dist, n, t, k - n_below), base, k, idx);
+    adamas_emit_scalar(dist, n, t, tie_cutoff(dist, n, t, k - n_below), base, k, idx);
 }
 
-void adamas_select_smallest_chunked(const uint16_t *dist, uint32_t n, uint32_t k,
-                                    const uint32_t *hist, size_t hist_stride, uint32_t chunk_len,
-                                    uint32_t nbins, uint32_t base, adamas_emit_fn emit,
-                                    uint32_t *idx)
+void adamas_select_scanned(const adamas_scanned *sc, uint32_t k, uint32_t base, uint32_t *idx)
 {
-    const uint32_t chunks = n / chunk_len + (n % chunk_len != 0);
     uint32_t t, n_below;
-    threshold_from_hist(hist, hist_stride, chunks, nbins, k, &t, &n_below);
+    threshold_from_hist(sc->hist, sc->hist_stride, sc->chunks, sc->nbins, k, &t, &n_below);
     /* The ties taken are the last ones: every tie of the chunks after `last`, and the
      * `ties` last of chunk `last`. */
-    uint32_t ties = k - n_below, last = chunks - 1;
-    while (hist[(size_t)last * hist_stride + t] < ties) {
-        ties -= hist[(size_t)last * hist_stride + t];
+    uint32_t ties = k - n_below, last = sc->chunks - 1;
+    while (sc->hist[(size_t)last * sc->hist_stride + t] < ties) {
+        ties -= sc->hist[(size_t)last * sc->hist_stride + t];
         last--;
     }
-    /* Chunk by chunk, each with its exact count: chunks that hold no selected position
-     * are not read, and the others only up to their last selected position. */
     uint32_t m = 0;
-    for (uint32_t c = 0; c < chunks && m < k; c++) {
-        const uint32_t *h = hist + (size_t)c * hist_stride, first = c * chunk_len;
-        const uint32_t len = n - first < chunk_len ? n - first : chunk_len;
-        uint32_t count = c < last ? 0 : c == last ? ties : h[t];
-        for (uint32_t v = 0; v < t; v++)
-            count += h[v];
-        if (count == 0)
+    for (uint32_t c = 0; c < sc->chunks && m < k; c++) {
+        const uint32_t *h = sc->hist + (size_t)c * sc->hist_stride, first = c * sc->chunk_len;
+        const uint32_t n_hits = sc->n_hits[(size_t)c * sc->n_hits_stride];
+        if (n_hits == ADAMAS_DENSE_CHUNK) {
+            /* Each chunk with its exact count: chunks that hold no selected position
+             * are not read, and the others only up to their last selected position. */
+            const uint32_t len = sc->n - first < sc->chunk_len ? sc->n - first : sc->chunk_len;
+            uint32_t count = c < last ? 0 : c == last ? ties : h[t];
+            for (uint32_t v = 0; v < t; v++)
+                count += h[v];
+            if (count == 0)
+                continue;
+            const uint32_t cutoff = c < last    ? len
+                                    : c == last ? tie_cutoff(sc->dist + first, len, t, ties)
+                                                : 0;
+            sc->emit(sc->dist + first, len, t, cutoff, base + first, count, idx + m);
+            m += count;
             continue;
-        const uint32_t cutoff = c < last ? len : c == last ? tie_cutoff(dist + first, len, t, ties) : 0;
-        emit(dist + first, len, t, cutoff, base + first, count, idx + m);
-        m += count;
+        }
+        /* The hits: each read once, in order.  Whether one is taken is data, not a
+         * branch (a shortlist takes one in four or so, at random): the slot after the
+         * last one taken is written and overwritten, and the loop stops once k are
+         * taken, so nothing lands past idx[k-1]. */
+        const uint32_t *hits = sc->hits + (size_t)c * sc->hits_stride;
+        const uint32_t skip = c < last ? h[t] : c == last ? h[t] - ties : 0; /* ties not taken */
+        for (uint32_t i = 0, tie = 0; i < n_hits; i++) {
+            const uint32_t v = adamas_hit_distance(hits[i]);
+            idx[m] = base + first + adamas_hit_position(hits[i]);
+            m += (v < t) | ((v == t) & (tie >= skip));
+            tie += v == t;
+            if (m == k)
+                return;
+        }
     }
-}
-
-void adamas_select_smallest_hist(const uint16_t *dist, uint32_t n, uint32_t k,
-                                 const uint32_t *hist, uint32_t nbins, uint32_t base,
-                                 adamas_emit_fn emit, uint32_t *idx)
-{
-    adamas_select_smallest_chunked(dist, n, k, hist, 0, n, nbins, base, emit, idx);
 }
 
 int adamas_topk_smallest(const uint16_t *dist, size_t n, size_t k, uint32_t *idx)
@@ -148,8 +157,7 @@ int adamas_topk_smallest(const uint16_t *dist, size_t n, size_t k, uint32_t *idx
         if ((dist[j] >> 8) == hi)
             hist[dist[j] & 0xff]++;
     threshold_from_hist(hist, 0, 1, 256, (uint32_t)k - below_hi, &lo, &below_lo);
-    emit_selection(dist, (uint32_t)n, (uint32_t)k, hi << 8 | lo, below_hi + below_lo, 0,
-                   adamas_emit_scalar, idx);
+    emit_selection(dist, (uint32_t)n, (uint32_t)k, hi << 8 | lo, below_hi + below_lo, 0, idx);
     return ADAMAS_OK;
 }
 

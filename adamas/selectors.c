@@ -50,22 +50,19 @@ static void exact_logits(const decode_step *s, uint32_t kv_head, const float *q,
 }
 
 /* ADAMAS: the k_free candidates nearest in code distance, optionally reranked.
- * dist[n_cand], hist: the scan of the candidates, one histogram per scan chunk,
- * hist_stride apart. */
+ * scan: the scan of the candidates. */
 static void pick_by_codes(const decode_step *s, uint32_t kv_head, const float *q,
-                          const uint16_t *dist, const uint32_t *hist, size_t hist_stride,
-                          uint32_t *picked, uint32_t *cand, float *score)
+                          const adamas_scanned *scan, uint32_t *picked, uint32_t *cand,
+                          float *score)
 {
-    const uint32_t n_cand = s->n_cand, k_free = s->k_free, n_short = s->k_codes;
+    const uint32_t k_free = s->k_free, n_short = s->k_codes;
     if (n_short == k_free) {
-        adamas_select_smallest_chunked(dist, n_cand, k_free, hist, hist_stride, ADAMAS_SCAN_CHUNK,
-                                       s->nbins, s->sink, s->kern->emit, picked);
+        adamas_select_scanned(scan, k_free, s->sink, picked);
         return;
     }
     /* Two stages: codes shortlist R*k_free candidates, exact logits keep k_free.
      * The shortlist is ascending, so ties of the logit go to the more recent token. */
-    adamas_select_smallest_chunked(dist, n_cand, n_short, hist, hist_stride, ADAMAS_SCAN_CHUNK,
-                                   s->nbins, s->sink, s->kern->emit, cand);
+    adamas_select_scanned(scan, n_short, s->sink, cand);
     exact_logits(s, kv_head, q, cand, 0, n_short, score);
     adamas_select_largest_f32(score, n_short, k_free, picked);
     for (uint32_t i = 0; i < k_free; i++)
@@ -112,8 +109,8 @@ static uint32_t select_pages(const decode_step *s, uint32_t kv_head, const float
 }
 
 uint32_t adamas_select_tokens(const decode_step *s, uint32_t kv_head, const float *q,
-                              const uint16_t *dist, const uint32_t *hist, size_t hist_stride,
-                              uint32_t *set, uint32_t *cand, float *score)
+                              const adamas_scanned *scan, uint32_t *set, uint32_t *cand,
+                              float *score)
 {
     const uint32_t n = s->n, budget = s->budget;
     if (s->dense)
@@ -132,7 +129,7 @@ uint32_t adamas_select_tokens(const decode_step *s, uint32_t kv_head, const floa
     if (s->selector == ADAMAS_SELECT_ORACLE)
         pick_by_logits(s, kv_head, q, set + s->sink, score);
     else
-        pick_by_codes(s, kv_head, q, dist, hist, hist_stride, set + s->sink, cand, score);
+        pick_by_codes(s, kv_head, q, scan, set + s->sink, cand, score);
     put_range(set + s->sink + s->k_free, n - s->recent, s->recent);
     return budget;
 }

@@ -572,8 +572,10 @@ typedef struct {
     uint32_t *seen;             /* [n] last kv head + 1 that gathered each token     */
     /* scan row */
     uint64_t *qcode; /* [heads][code words]                                     */
-    uint16_t *dist;  /* [heads][n]                                              */
-    uint32_t *hist;  /* [heads][scan chunks][3 dim + 1]                         */
+    uint16_t *dist;   /* [heads][n]                                             */
+    uint32_t *hist;   /* [heads][scan chunks][3 dim + 1]                        */
+    uint32_t *hits;   /* [scan chunks][heads][ADAMAS_SCAN_CHUNK]                */
+    uint32_t *n_hits; /* [scan chunks][heads]                                   */
     /* blas row */
     float *blas_logits;  /* [threads][group * n]                                */
     float *blas_partial; /* [kv_heads * parts][group][dim + 2]: m, s, o         */
@@ -593,6 +595,8 @@ static void case_free(bench_case *bc)
     free(bc->qcode);
     free(bc->dist);
     free(bc->hist);
+    free(bc->hits);
+    free(bc->n_hits);
     free(bc->blas_logits);
     free(bc->blas_partial);
     memset(bc, 0, sizeof *bc);
@@ -673,13 +677,16 @@ static int case_build(bench_case *bc, const options *o, const shape *sh, uint32_
     bc->qcode = malloc((size_t)sh->heads * words * sizeof *bc->qcode);
     bc->dist = malloc((size_t)sh->heads * n * sizeof *bc->dist);
     bc->hist = malloc((size_t)sh->heads * scan_chunks(n) * nbins * sizeof *bc->hist);
+    bc->hits = malloc((size_t)scan_chunks(n) * sh->heads * ADAMAS_SCAN_CHUNK * sizeof *bc->hits);
+    bc->n_hits = malloc((size_t)scan_chunks(n) * sh->heads * sizeof *bc->n_hits);
     if (with32) {
         bc->blas_logits = malloc((size_t)max_threads * group * n * sizeof *bc->blas_logits);
         bc->blas_partial = malloc((size_t)sh->kv_heads * parts * group * (sh->dim + 2) *
                                   sizeof *bc->blas_partial);
     }
     if (workload_create(&bc->w, &wcfg) || !bc->ref16 || !bc->ref32 || !bc->out ||
-        !bc->selected || !bc->seen || !bc->qcode || !bc->dist || !bc->hist ||
+        !bc->selected || !bc->seen || !bc->qcode || !bc->dist || !bc->hist || !bc->hits ||
+        !bc->n_hits ||
         (with32 && (!bc->blas_logits || !bc->blas_partial))) {
         fprintf(stderr, "bench_decode: out of memory\n");
         return -1;
@@ -729,8 +736,8 @@ static int thread_num(void)
 
 /* Phase 2 of a decode step alone, as decode.c runs it (adamas_scan_chunk): per kv head
  * and chunk of ADAMAS_SCAN_CHUNK candidates, the grouped scan of every query head of
- * the kv head (distances, and one histogram per head and chunk up to the limits of a
- * selection of the first Adamas budget), each thread carrying its limits. */
+ * the kv head (one histogram per head and chunk up to the limits of a selection of the
+ * first Adamas budget, and its distances or its hits), each thread carrying its limits. */
 static void scan_phase(bench_case *bc, int threads, uint32_t budget)
 {
     decode_step s = {.cache = bc->c16, .selector = ADAMAS_SELECT_ADAMAS, .n = bc->n};
@@ -745,23 +752,34 @@ static void scan_phase(bench_case *bc, int threads, uint32_t budget)
     const uint32_t group = bc->sh.heads / kv;
     const size_t words = adamas_code_words(bc->sh.dim);
     uint16_t *limits = malloc((size_t)threads * bc->sh.heads * sizeof *limits);
-    if (!limits)
+    uint32_t *seen_hists =
+        malloc((size_t)threads * bc->sh.heads * (s.nbins + 1) * sizeof *seen_hists);
+    if (!limits || !seen_hists) {
+        free(limits);
+        free(seen_hists);
         return;
+    }
 #pragma omp parallel num_threads(threads)
     {
         uint16_t *limit = limits + (size_t)thread_num() * bc->sh.heads;
+        uint32_t *seen = seen_hists + (size_t)thread_num() * bc->sh.heads * (s.nbins + 1);
         for (uint32_t h = 0; h < bc->sh.heads; h++)
             limit[h] = UINT16_MAX;
 #pragma omp for schedule(dynamic)
         for (uint32_t item = 0; item < kv * chunks; item++) {
             const uint32_t g = item / chunks, chunk = item % chunks;
             const size_t h0 = (size_t)g * group;
-            adamas_scan_chunk(&s, bc->qcode + h0 * words, words, g, chunk, bc->dist + h0 * bc->n,
-                              bc->n, bc->hist + (h0 * chunks + chunk) * s.nbins,
-                              (size_t)chunks * s.nbins, limit + h0);
+            const size_t at = (size_t)chunk * bc->sh.heads + h0;
+            adamas_scan_chunk(&s, bc->qcode + h0 * words, words, g, chunk,
+                              bc->hist + (h0 * chunks + chunk) * s.nbins, (size_t)chunks * s.nbins,
+                              bc->dist + h0 * bc->n, bc->n, bc->hits + at * ADAMAS_SCAN_CHUNK,
+                              ADAMAS_SCAN_CHUNK,
+                              bc->n_hits + at, limit + h0, seen + h0 * (s.nbins + 1),
+                              s.nbins + 1);
         }
     }
     free(limits);
+    free(seen_hists);
 }
 
 #ifdef ADAMAS_BENCH_OPENBLAS

@@ -114,7 +114,8 @@ typedef struct {
     uint64_t *q, *codes;
     uint16_t *dist;
     uint32_t *hist;
-    const uint16_t *limit; /* grouped scan: each head's limit, or NULL */
+    uint32_t *hits;        /* grouped scan, sparse: [GROUP][N_KEYS], else NULL */
+    const uint16_t *limit; /* grouped scan: each head's limit                */
 } scan_ctx;
 
 static void scan_body(const variant *v, void *p)
@@ -124,17 +125,19 @@ static void scan_body(const variant *v, void *p)
     sink_u = c->dist[N_KEYS / 2];
 }
 
-/* GROUP query codes q[GROUP][words], distances dist[GROUP][N_KEYS], histograms
- * hist[GROUP][3d + 1]: a GQA group, as decode.c scans it. */
+/* GROUP query codes q[GROUP][words], histograms hist[GROUP][3d + 1], distances
+ * dist[GROUP][N_KEYS] or hits hits[GROUP][N_KEYS]: a GQA group, as decode.c scans it. */
 #define GROUP 4
 
 static void scan_group_body(const variant *v, void *p)
 {
     scan_ctx *c = p;
     const size_t nbins = 3 * c->d + 1;
-    v->k.scan_group[c->metric](c->q, c->words, GROUP, c->codes, c->words, N_KEYS, c->dist,
-                               N_KEYS, c->hist, nbins, c->limit);
-    sink_u = c->dist[N_KEYS / 2];
+    uint32_t n_hits[GROUP] = {0};
+    v->k.scan_group[c->metric](c->q, c->words, GROUP, c->codes, c->words, N_KEYS, c->limit,
+                               c->hist, nbins, c->hits ? NULL : c->dist, N_KEYS, 0, c->hits,
+                               N_KEYS, n_hits);
+    sink_u = c->hits ? n_hits[GROUP - 1] : c->dist[N_KEYS / 2];
 }
 
 /* Limits under which about 1 key in 64 lies, as a selection's limits fall to during a
@@ -347,19 +350,23 @@ int main(int argc, char **argv)
         c.codes = aligned_alloc(64, N_KEYS * c.words * 8);
         c.dist = malloc(GROUP * N_KEYS * 2);
         c.hist = calloc(GROUP * (3 * c.d + 1), 4);
+        uint32_t *hits = malloc(GROUP * N_KEYS * 4);
         for (size_t w = 0; w < GROUP * c.words; w++)
             c.q[w] = rng_next();
         for (size_t w = 0; w < N_KEYS * c.words; w++)
             c.codes[w] = rng_next();
+        uint16_t limit[GROUP] = {UINT16_MAX, UINT16_MAX, UINT16_MAX, UINT16_MAX};
+        c.limit = limit; /* every key a hit */
         print_row("scan x4 l1+hist d=128", "ns/key", scan_group_body, &c, GROUP * N_KEYS);
-        uint16_t limit[GROUP];
         group_limits(&c, limit);
-        c.limit = limit;
         print_row("scan x4 l1+lim d=128", "ns/key", scan_group_body, &c, GROUP * N_KEYS);
+        c.hits = hits; /* sparse: the keys under the limits listed */
+        print_row("scan x4 l1 hits d=128", "ns/key", scan_group_body, &c, GROUP * N_KEYS);
         free(c.q);
         free(c.codes);
         free(c.dist);
         free(c.hist);
+        free(hits);
     }
 
     /* Hadamard + encode */

@@ -390,78 +390,88 @@ static void scan_xorw_avx2(const uint64_t *q, const uint64_t *codes, size_t word
 #define GROUP_PASS_HEADS 4
 
 /* The query heads of a GQA group, batch by batch: the 8 keys of a batch are scanned
- * by every head while their codes are in L1, and the histogram of a batch is counted
- * after the next batch is computed, so that its scalar stores run beside the vector
- * work (as in the AVX-512 grouped scan; AVX2 has no per-lane popcount, so the lane
- * counts are not shared between heads). */
+ * by every head while their codes are in L1, and a batch is counted after the next
+ * one is computed, so that its scalar loads and stores run beside the vector work (as
+ * in the AVX-512 grouped scan; AVX2 has no per-lane popcount, so the lane counts are
+ * not shared between heads).  A dense scan stores the distances where they go; a
+ * sparse one keeps them in a buffer of two batches. */
 static inline void scan_group_words(const uint64_t *q, size_t q_stride, size_t heads,
                                     const uint64_t *codes, size_t words, size_t n,
-                                    uint16_t *dist, size_t dist_stride, uint32_t *hist,
-                                    size_t hist_stride, const uint16_t *limit, int xorw)
+                                    const uint16_t *limit, uint32_t *hist, size_t hist_stride,
+                                    uint16_t *dist, size_t dist_stride, uint32_t first,
+                                    uint32_t *hits, size_t hits_stride, uint32_t *n_hits,
+                                    int xorw)
 {
     const size_t batch_bytes = 8 * words * sizeof(uint64_t);
+    uint16_t batches[2][GROUP_PASS_HEADS * 8];
+    const size_t stride = dist ? dist_stride : 8;
     for (size_t h0 = 0; h0 < heads; h0 += GROUP_PASS_HEADS) {
         const size_t pass = heads - h0 < GROUP_PASS_HEADS ? heads - h0 : GROUP_PASS_HEADS;
         __m256i qv[GROUP_PASS_HEADS][8];
-        uint16_t lim[GROUP_PASS_HEADS];
-        for (size_t h = 0; h < pass; h++) {
+        for (size_t h = 0; h < pass; h++)
             load_query(q + (h0 + h) * q_stride, words, qv[h]);
-            lim[h] = limit ? limit[h0 + h] : UINT16_MAX;
-        }
-        uint16_t *d0 = dist + h0 * dist_stride;
-        uint32_t *hist0 = hist ? hist + h0 * hist_stride : NULL;
+        const uint16_t *lim = limit + h0;
+        uint32_t *hist0 = hist + h0 * hist_stride, *hits0 = dist ? NULL : hits + h0 * hits_stride;
+        uint32_t *n0 = dist ? NULL : n_hits + h0;
+        /* where the distances of the batch at key j go */
+#define BATCH(j) (dist ? dist + h0 * dist_stride + (j) : batches[((j) / 8) & 1])
         size_t j = 0;
         for (; j + 8 <= n; j += 8) {
             adamas_prefetch_codes(codes + j * words, batch_bytes);
             for (size_t h = 0; h < pass; h++)
-                scan_batch(qv[h], codes + j * words, words, 8, 0, xorw, d0 + h * dist_stride + j);
-            if (hist0 && j > 0)
-                adamas_count_batch(d0 + j - 8, dist_stride, pass, 8, hist0, hist_stride, lim);
+                scan_batch(qv[h], codes + j * words, words, 8, 0, xorw, BATCH(j) + h * stride);
+            if (j > 0)
+                adamas_count_batch(BATCH(j - 8), stride, pass, 8, first + (uint32_t)j - 8, lim,
+                                   hist0, hist_stride, hits0, hits_stride, n0);
         }
-        if (hist0 && j > 0)
-            adamas_count_batch(d0 + j - 8, dist_stride, pass, 8, hist0, hist_stride, lim);
+        if (j > 0)
+            adamas_count_batch(BATCH(j - 8), stride, pass, 8, first + (uint32_t)j - 8, lim, hist0,
+                               hist_stride, hits0, hits_stride, n0);
         if (j < n) {
             for (size_t h = 0; h < pass; h++)
-                scan_batch(qv[h], codes + j * words, words, n - j, 1, xorw,
-                           d0 + h * dist_stride + j);
-            if (hist0)
-                adamas_count_batch(d0 + j, dist_stride, pass, n - j, hist0, hist_stride, lim);
+                scan_batch(qv[h], codes + j * words, words, n - j, 1, xorw, BATCH(j) + h * stride);
+            adamas_count_batch(BATCH(j), stride, pass, n - j, first + (uint32_t)j, lim, hist0,
+                               hist_stride, hits0, hits_stride, n0);
         }
+#undef BATCH
     }
 }
 
 static inline void scan_group(const uint64_t *q, size_t q_stride, size_t heads,
-                              const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
-                              size_t dist_stride, uint32_t *hist, size_t hist_stride,
-                              const uint16_t *limit, int xorw)
+                              const uint64_t *codes, size_t words, size_t n, const uint16_t *limit,
+                              uint32_t *hist, size_t hist_stride, uint16_t *dist,
+                              size_t dist_stride, uint32_t first, uint32_t *hits,
+                              size_t hits_stride, uint32_t *n_hits, int xorw)
 {
+#define SCAN_GROUP_WORDS(w)                                                                  \
+    scan_group_words(q, q_stride, heads, codes, w, n, limit, hist, hist_stride, dist,        \
+                     dist_stride, first, hits, hits_stride, n_hits, xorw)
     switch (words) {
-    case 2: scan_group_words(q, q_stride, heads, codes, 2, n, dist, dist_stride, hist, hist_stride, limit, xorw); break;
-    case 4: scan_group_words(q, q_stride, heads, codes, 4, n, dist, dist_stride, hist, hist_stride, limit, xorw); break;
-    case 8: scan_group_words(q, q_stride, heads, codes, 8, n, dist, dist_stride, hist, hist_stride, limit, xorw); break;
-    case 16: scan_group_words(q, q_stride, heads, codes, 16, n, dist, dist_stride, hist, hist_stride, limit, xorw); break;
-    case 32: scan_group_words(q, q_stride, heads, codes, 32, n, dist, dist_stride, hist, hist_stride, limit, xorw); break;
+    case 2: SCAN_GROUP_WORDS(2); break;
+    case 4: SCAN_GROUP_WORDS(4); break;
+    case 8: SCAN_GROUP_WORDS(8); break;
+    case 16: SCAN_GROUP_WORDS(16); break;
+    case 32: SCAN_GROUP_WORDS(32); break;
     default:
         (xorw ? adamas_scan_group_xorw_scalar : adamas_scan_group_l1_scalar)(
-            q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride, limit);
+            q, q_stride, heads, codes, words, n, limit, hist, hist_stride, dist, dist_stride,
+            first, hits, hits_stride, n_hits);
     }
+#undef SCAN_GROUP_WORDS
 }
 
-static void scan_group_l1_avx2(const uint64_t *q, size_t q_stride, size_t heads,
-                               const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
-                               size_t dist_stride, uint32_t *hist, size_t hist_stride,
-                               const uint16_t *limit)
-{
-    scan_group(q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride, limit, 0);
-}
+#define DEFINE_SCAN_GROUP_AVX2(name, xorw)                                                    \
+    static void name(const uint64_t *q, size_t q_stride, size_t heads, const uint64_t *codes, \
+                     size_t words, size_t n, const uint16_t *limit, uint32_t *hist,          \
+                     size_t hist_stride, uint16_t *dist, size_t dist_stride, uint32_t first,  \
+                     uint32_t *hits, size_t hits_stride, uint32_t *n_hits)                   \
+    {                                                                                        \
+        scan_group(q, q_stride, heads, codes, words, n, limit, hist, hist_stride, dist,       \
+                   dist_stride, first, hits, hits_stride, n_hits, xorw);                      \
+    }
 
-static void scan_group_xorw_avx2(const uint64_t *q, size_t q_stride, size_t heads,
-                                 const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
-                                 size_t dist_stride, uint32_t *hist, size_t hist_stride,
-                                 const uint16_t *limit)
-{
-    scan_group(q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride, limit, 1);
-}
+DEFINE_SCAN_GROUP_AVX2(scan_group_l1_avx2, 0)
+DEFINE_SCAN_GROUP_AVX2(scan_group_xorw_avx2, 1)
 
 /* ====================================================== attention arithmetic */
 
@@ -834,9 +844,9 @@ const adamas_kernels adamas_kernels_avx2 = {
     .hadamard_encode = hadamard_encode_avx2,
     .scan = {scan_l1_avx2, scan_xorw_avx2},
     .scan_group = {scan_group_l1_avx2, scan_group_xorw_avx2},
+    .emit = adamas_emit_scalar, /* no compress instruction: the branch-free loop it is */
     .dot = {dot_f32_avx2, dot_f16_avx2, dot_bf16_avx2},
     .dot_group = {dot_group_f32_avx2, dot_group_f16_avx2, dot_group_bf16_avx2},
-    .emit = adamas_emit_scalar, /* no compress instruction: the branch-free loop it is */
     .axpy = {axpy_f32_avx2, axpy_f16_avx2, axpy_bf16_avx2},
     .axpy_group = {axpy_group_f32_avx2, axpy_group_f16_avx2, axpy_group_bf16_avx2},
     .scale_max = scale_max_avx2,

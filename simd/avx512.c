@@ -458,19 +458,16 @@ static void scan_xorw_avx512(const uint64_t *q, const uint64_t *codes, size_t wo
  * s ^ swap_planes(q) with s = swap_planes(key): two ternary-logic ops per head, one
  * shuffle per key register (from L1, 0.50 against 0.53 ns per key and head with m).
  *
- * The histogram counts only the distances <= the head's limit (a selection's
+ * Only the distances <= the head's limit are counted and listed (a selection's
  * threshold lies far below most keys).  With VBMI2 the batch's distances are compared
  * with the limits in one instruction and the few that pass are compressed, tagged
- * with their head, into a small buffer that is counted every few batches; without
- * it, each distance is compared and counted after the next batch is computed.
+ * with their head, into a small buffer that is listed and counted every few batches;
+ * without it, each distance is compared after the next batch is computed.
  */
 #define PASS_HEADS 4
 
 /* Keys per sub-block: their codes stay in L1 for every pass over them. */
 #define GROUP_BLOCK_KEYS 256
-
-/* Counted distances buffered before they are added to the histograms (VBMI2). */
-#define COUNT_FLUSH 64
 
 /* One head of a pass: the query aligned with the registers of one key (as in
  * scan_words), its planes swapped, e (above), and its lane shifts (without VBMI2). */
@@ -520,7 +517,8 @@ static inline __m512i scan_group_batch(const pass_query *pq, size_t heads, const
     return c[0];
 }
 
-/* Store the distances of a batch (scan_group_batch's lanes) to dist + h*dist_stride. */
+/* Store the distances of a batch of m keys (scan_group_batch's lanes) to dist +
+ * h*dist_stride. */
 static inline void store_group_batch(__m512i c, size_t heads, size_t m, int tail, uint16_t *dist,
                                      size_t dist_stride)
 {
@@ -538,88 +536,139 @@ static inline void store_group_batch(__m512i c, size_t heads, size_t m, int tail
     }
 }
 
-/* The distances a batch counts (VBMI2): those <= their head's limit (limits: the
- * limit of head h in bits [16h, 16h + 16) of every lane) among the valid fields,
- * tagged with their head in bits 12 and 13 (a distance is below 2^12), appended to
- * buf[*n]. */
+/* Counted distances buffered before they are added to the histograms (VBMI2). */
+#define COUNT_FLUSH 64
+
+/* The distances of a batch a scan counts (VBMI2): those <= their head's limit
+ * (limits: the limit of head h in bits [16h, 16h + 16) of every lane) among the valid
+ * fields of c, tagged with their head in bits 12 and 13 (a distance is below 2^12),
+ * appended to buf[*n]; for a sparse scan (pos not NULL) their positions too (key j of
+ * the batch at position `first` + j), to pos[*n].  No branch on whether any is
+ * counted: one every few batches would mispredict. */
 __attribute__((target("avx512vbmi2"))) static inline void
-buffer_counted(__m512i c, __m512i limits, __mmask32 valid, uint16_t *buf, size_t *n)
+buffer_counted(__m512i c, __m512i limits, __mmask32 valid, uint32_t first, uint16_t *buf,
+               uint16_t *pos, size_t *n)
 {
     const __m512i tags = _mm512_set1_epi64(0x3000200010000000ll);
-    __mmask32 take = _mm512_mask_cmple_epu16_mask(valid, c, limits);
+    const __m512i key_of_field = _mm512_set_epi16(7, 7, 7, 7, 6, 6, 6, 6, 5, 5, 5, 5, 4, 4, 4, 4,
+                                                  3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    const __mmask32 take = _mm512_mask_cmple_epu16_mask(valid, c, limits);
     _mm512_storeu_si512(buf + *n, _mm512_maskz_compress_epi16(take, _mm512_or_si512(c, tags)));
+    if (pos)
+        _mm512_storeu_si512(pos + *n, _mm512_maskz_compress_epi16(
+                                          take, _mm512_add_epi16(_mm512_set1_epi16((short)first),
+                                                                 key_of_field)));
     *n += (size_t)__builtin_popcount(take);
 }
 
-/* Add the n tagged distances of buf to the histograms of their heads. */
-static inline void count_buffered(const uint16_t *buf, size_t n, uint32_t *hist, size_t hist_stride)
+/* Count the n buffered distances of `heads` heads (buffer_counted) and, for a sparse
+ * scan (hits not NULL), list them as kernels.h's scan_group says, asking for the lines
+ * the lists continue into.  restrict: the stores to the lists and histograms do not
+ * make the counts reload. */
+static inline void flush_counted(const uint16_t *buf, const uint16_t *pos, size_t n, size_t heads,
+                                 uint32_t *restrict hist, size_t hist_stride,
+                                 uint32_t *restrict hits, size_t hits_stride,
+                                 uint32_t *restrict n_hits)
 {
-    for (size_t i = 0; i < n; i++)
-        hist[(buf[i] >> 12) * hist_stride + (buf[i] & 0xFFF)]++;
+    if (!hits) {
+        for (size_t i = 0; i < n; i++)
+            hist[(buf[i] >> 12) * hist_stride + (buf[i] & 0xFFFu)]++;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const uint32_t h = buf[i] >> 12, v = buf[i] & 0xFFFu;
+        hist[h * hist_stride + v]++;
+        hits[h * hits_stride + n_hits[h]++] = (uint32_t)pos[i] << 16 | v;
+    }
+    for (size_t h = 0; h < heads; h++)
+        adamas_prefetch_write(hits + h * hits_stride + n_hits[h], 256);
 }
 
-/* One pass of `heads` heads (a constant after inlining) over len keys; prefetch: ask
- * for the codes ahead, as scan_words does (the first pass over a block only). */
+/* One pass of `heads` heads (a constant after inlining) over len keys, the first at
+ * position `first`, dense (dist not NULL) or sparse (dist NULL; sparse, a constant
+ * after inlining, says which); prefetch: ask for the codes ahead, as scan_words does
+ * (the first pass over a block only). */
 static inline void scan_pass(const pass_query *pq, size_t heads, const uint64_t *block,
                              size_t words, size_t len, int xorw, int vpopcnt, int vbmi2,
-                             int prefetch, uint16_t *dist, size_t dist_stride, uint32_t *hist,
-                             size_t hist_stride, const uint16_t *limit)
+                             int prefetch, const uint16_t *limit, uint32_t *hist,
+                             size_t hist_stride, int sparse, uint16_t *dist, size_t dist_stride,
+                             uint32_t first, uint32_t *hits, size_t hits_stride, uint32_t *n_hits)
 {
+    if (sparse)
+        dist = NULL;
+    else
+        hits = n_hits = NULL;
     const size_t batch_bytes = 8 * words * sizeof(uint64_t);
     const __mmask32 head_fields = (__mmask32)(0x11111111u * ((1u << heads) - 1));
     uint64_t packed_limits = 0;
     for (size_t h = 0; h < heads; h++)
         packed_limits |= (uint64_t)limit[h] << (16 * h);
     const __m512i limits = _mm512_set1_epi64((long long)packed_limits);
-    uint16_t buf[COUNT_FLUSH + 32];
+    uint16_t buf[COUNT_FLUSH + 32], pos[COUNT_FLUSH + 32];
+    uint16_t *const positions = dist ? NULL : pos;
     size_t buffered = 0;
-    /* Without VBMI2 the histogram counts each batch after the next one is computed:
-     * its scalar loads and stores then run beside vector work instead of after it. */
+    /* Without VBMI2 a batch's distances are counted after the next batch is computed:
+     * the scalar loads and stores then run beside vector work instead of after it.
+     * A sparse scan keeps them in a buffer of two batches. */
+    uint16_t batches[2][PASS_HEADS * 8];
+    uint16_t *const counted = dist ? dist : batches[0];
+    const size_t counted_stride = dist ? dist_stride : 8;
     size_t j = 0;
     for (; j + 8 <= len; j += 8) {
         if (prefetch)
             adamas_prefetch_codes(block + j * words, batch_bytes);
         __m512i c = scan_group_batch(pq, heads, block + j * words, words, 8, 0, xorw, vpopcnt, vbmi2);
-        store_group_batch(c, heads, 8, 0, dist + j, dist_stride);
-        if (hist && vbmi2) {
-            buffer_counted(c, limits, head_fields, buf, &buffered);
+        if (dist)
+            store_group_batch(c, heads, 8, 0, dist + j, dist_stride);
+        if (vbmi2) {
+            buffer_counted(c, limits, head_fields, first + (uint32_t)j, buf, positions, &buffered);
             if (buffered >= COUNT_FLUSH) {
-                count_buffered(buf, buffered, hist, hist_stride);
+                flush_counted(buf, pos, buffered, heads, hist, hist_stride, hits, hits_stride,
+                              n_hits);
                 buffered = 0;
             }
+            continue;
         }
-        if (hist && !vbmi2 && j > 0)
-            adamas_count_batch(dist + j - 8, dist_stride, heads, 8, hist, hist_stride, limit);
+        if (!dist)
+            store_group_batch(c, heads, 8, 0, batches[(j / 8) & 1], 8);
+        if (j > 0)
+            adamas_count_batch(dist ? dist + j - 8 : batches[(j / 8 - 1) & 1], counted_stride,
+                               heads, 8, first + (uint32_t)j - 8, limit, hist, hist_stride, hits,
+                               hits_stride, n_hits);
     }
-    if (hist && !vbmi2 && j > 0)
-        adamas_count_batch(dist + j - 8, dist_stride, heads, 8, hist, hist_stride, limit);
+    if (!vbmi2 && j > 0)
+        adamas_count_batch(dist ? dist + j - 8 : batches[(j / 8 - 1) & 1], counted_stride, heads,
+                           8, first + (uint32_t)j - 8, limit, hist, hist_stride, hits, hits_stride,
+                           n_hits);
     if (j < len) {
         __m512i c = scan_group_batch(pq, heads, block + j * words, words, len - j, 1, xorw,
                                      vpopcnt, vbmi2);
-        store_group_batch(c, heads, len - j, 1, dist + j, dist_stride);
-        if (hist && vbmi2)
-            buffer_counted(c, limits, head_fields & (__mmask32)((1u << (4 * (len - j))) - 1), buf,
-                           &buffered);
-        if (hist && !vbmi2)
-            adamas_count_batch(dist + j, dist_stride, heads, len - j, hist, hist_stride, limit);
+        store_group_batch(c, heads, len - j, 1, dist ? dist + j : counted, counted_stride);
+        if (vbmi2)
+            buffer_counted(c, limits, head_fields & (__mmask32)((1u << (4 * (len - j))) - 1),
+                           first + (uint32_t)j, buf, positions, &buffered);
+        else
+            adamas_count_batch(dist ? dist + j : counted, counted_stride, heads, len - j,
+                               first + (uint32_t)j, limit, hist, hist_stride, hits, hits_stride,
+                               n_hits);
     }
-    if (hist && vbmi2)
-        count_buffered(buf, buffered, hist, hist_stride);
+    if (vbmi2)
+        flush_counted(buf, pos, buffered, heads, hist, hist_stride, hits, hits_stride, n_hits);
 }
 
 static inline void scan_group_words(const uint64_t *q, size_t q_stride, size_t heads,
                                     const uint64_t *codes, size_t words, size_t n,
-                                    uint16_t *dist, size_t dist_stride, uint32_t *hist,
-                                    size_t hist_stride, const uint16_t *limit, int xorw,
-                                    int vpopcnt, int vbmi2)
+                                    const uint16_t *limit, uint32_t *hist, size_t hist_stride,
+                                    uint16_t *dist, size_t dist_stride, uint32_t first,
+                                    uint32_t *hits, size_t hits_stride, uint32_t *n_hits,
+                                    int xorw, int vpopcnt, int vbmi2)
 {
-    for (size_t first = 0; first < n; first += GROUP_BLOCK_KEYS) {
-        const size_t len = n - first < GROUP_BLOCK_KEYS ? n - first : GROUP_BLOCK_KEYS;
-        const uint64_t *block = codes + first * words;
+    for (size_t at = 0; at < n; at += GROUP_BLOCK_KEYS) {
+        const size_t len = n - at < GROUP_BLOCK_KEYS ? n - at : GROUP_BLOCK_KEYS;
+        const uint64_t *block = codes + at * words;
         for (size_t h0 = 0; h0 < heads; h0 += PASS_HEADS) {
             const size_t pass = heads - h0 < PASS_HEADS ? heads - h0 : PASS_HEADS;
             pass_query pq[PASS_HEADS];
-            uint16_t lim[PASS_HEADS];
             for (size_t h = 0; h < pass; h++) {
                 const uint64_t *qh = q + (h0 + h) * q_stride;
                 if (words == 2)
@@ -635,56 +684,69 @@ static inline void scan_group_words(const uint64_t *q, size_t q_stride, size_t h
                 }
                 pq[h].shift = _mm512_add_epi64(_mm512_set1_epi64((long long)(16 * h)),
                                                _mm512_setr_epi64(0, 1, 0, 1, 0, 1, 0, 1));
-                lim[h] = limit ? limit[h0 + h] : UINT16_MAX;
             }
-            uint16_t *dist_pass = dist + h0 * dist_stride + first;
-            uint32_t *hist_pass = hist ? hist + h0 * hist_stride : NULL;
+            const uint16_t *lim = limit + h0;
+            uint32_t *hist_pass = hist + h0 * hist_stride;
+            uint16_t *dist_pass = dist ? dist + h0 * dist_stride + at : NULL;
+            uint32_t *hits_pass = dist ? NULL : hits + h0 * hits_stride;
+            uint32_t *n_pass = dist ? NULL : n_hits + h0;
+            const uint32_t block_first = first + (uint32_t)at;
             /* the head count a constant: the queries stay in registers */
-            switch (pass) {
-            case 1: /* one head: too little vector work per batch to hide the compress */
-                scan_pass(pq, 1, block, words, len, xorw, vpopcnt, 0, h0 == 0, dist_pass,
-                          dist_stride, hist_pass, hist_stride, lim);
-                break;
-            case 2:
-                scan_pass(pq, 2, block, words, len, xorw, vpopcnt, vbmi2, h0 == 0, dist_pass,
-                          dist_stride, hist_pass, hist_stride, lim);
-                break;
-            case 3:
-                scan_pass(pq, 3, block, words, len, xorw, vpopcnt, vbmi2, h0 == 0, dist_pass,
-                          dist_stride, hist_pass, hist_stride, lim);
-                break;
-            default:
-                scan_pass(pq, 4, block, words, len, xorw, vpopcnt, vbmi2, h0 == 0, dist_pass,
-                          dist_stride, hist_pass, hist_stride, lim);
-            }
+#define SCAN_PASS(heads_, vbmi2_, sparse_)                                                    \
+    scan_pass(pq, heads_, block, words, len, xorw, vpopcnt, vbmi2_, h0 == 0, lim, hist_pass,  \
+              hist_stride, sparse_, dist_pass, dist_stride, block_first, hits_pass,          \
+              hits_stride, n_pass)
+            if (dist) /* one head: too little vector work per batch to hide the compress */
+                switch (pass) {
+                case 1: SCAN_PASS(1, 0, 0); break;
+                case 2: SCAN_PASS(2, vbmi2, 0); break;
+                case 3: SCAN_PASS(3, vbmi2, 0); break;
+                default: SCAN_PASS(4, vbmi2, 0);
+                }
+            else
+                switch (pass) {
+                case 1: SCAN_PASS(1, vbmi2, 1); break;
+                case 2: SCAN_PASS(2, vbmi2, 1); break;
+                case 3: SCAN_PASS(3, vbmi2, 1); break;
+                default: SCAN_PASS(4, vbmi2, 1);
+                }
+#undef SCAN_PASS
         }
     }
 }
 
 static inline void scan_group(const uint64_t *q, size_t q_stride, size_t heads,
-                              const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
-                              size_t dist_stride, uint32_t *hist, size_t hist_stride,
-                              const uint16_t *limit, int xorw, int vpopcnt, int vbmi2)
+                              const uint64_t *codes, size_t words, size_t n, const uint16_t *limit,
+                              uint32_t *hist, size_t hist_stride, uint16_t *dist,
+                              size_t dist_stride, uint32_t first, uint32_t *hits,
+                              size_t hits_stride, uint32_t *n_hits, int xorw, int vpopcnt,
+                              int vbmi2)
 {
+#define SCAN_GROUP_WORDS(w)                                                                  \
+    scan_group_words(q, q_stride, heads, codes, w, n, limit, hist, hist_stride, dist,        \
+                     dist_stride, first, hits, hits_stride, n_hits, xorw, vpopcnt, vbmi2)
     switch (words) {
-    case 2: scan_group_words(q, q_stride, heads, codes, 2, n, dist, dist_stride, hist, hist_stride, limit, xorw, vpopcnt, vbmi2); break;
-    case 4: scan_group_words(q, q_stride, heads, codes, 4, n, dist, dist_stride, hist, hist_stride, limit, xorw, vpopcnt, vbmi2); break;
-    case 8: scan_group_words(q, q_stride, heads, codes, 8, n, dist, dist_stride, hist, hist_stride, limit, xorw, vpopcnt, vbmi2); break;
-    case 16: scan_group_words(q, q_stride, heads, codes, 16, n, dist, dist_stride, hist, hist_stride, limit, xorw, vpopcnt, vbmi2); break;
-    case 32: scan_group_words(q, q_stride, heads, codes, 32, n, dist, dist_stride, hist, hist_stride, limit, xorw, vpopcnt, vbmi2); break;
+    case 2: SCAN_GROUP_WORDS(2); break;
+    case 4: SCAN_GROUP_WORDS(4); break;
+    case 8: SCAN_GROUP_WORDS(8); break;
+    case 16: SCAN_GROUP_WORDS(16); break;
+    case 32: SCAN_GROUP_WORDS(32); break;
     default:
         (xorw ? adamas_scan_group_xorw_scalar : adamas_scan_group_l1_scalar)(
-            q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride, limit);
+            q, q_stride, heads, codes, words, n, limit, hist, hist_stride, dist, dist_stride,
+            first, hits, hits_stride, n_hits);
     }
+#undef SCAN_GROUP_WORDS
 }
 
-#define DEFINE_SCAN_GROUP(name, attrs, xorw, vpopcnt)                                        \
-    attrs void name(const uint64_t *q, size_t q_stride, size_t heads, const uint64_t *codes, \
-                    size_t words, size_t n, uint16_t *dist, size_t dist_stride,             \
-                    uint32_t *hist, size_t hist_stride, const uint16_t *limit)              \
-    {                                                                                       \
-        scan_group(q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride, \
-                   limit, xorw, vpopcnt, vpopcnt);                                          \
+#define DEFINE_SCAN_GROUP(name, attrs, xorw, vpopcnt)                                         \
+    attrs void name(const uint64_t *q, size_t q_stride, size_t heads, const uint64_t *codes,  \
+                    size_t words, size_t n, const uint16_t *limit, uint32_t *hist,           \
+                    size_t hist_stride, uint16_t *dist, size_t dist_stride, uint32_t first,   \
+                    uint32_t *hits, size_t hits_stride, uint32_t *n_hits)                    \
+    {                                                                                        \
+        scan_group(q, q_stride, heads, codes, words, n, limit, hist, hist_stride, dist,       \
+                   dist_stride, first, hits, hits_stride, n_hits, xorw, vpopcnt, vpopcnt);    \
     }
 
 /* The VPOPCNTQ variants take VBMI2 too (every CPU with the first but Knights Mill has
@@ -707,25 +769,21 @@ int adamas_avx512_has_vpopcntdq_vbmi2(void)
     return k == 2;
 }
 
-static void scan_group_l1_avx512(const uint64_t *q, size_t q_stride, size_t heads,
-                                 const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
-                                 size_t dist_stride, uint32_t *hist, size_t hist_stride,
-                                 const uint16_t *limit)
-{
-    (adamas_avx512_has_vpopcntdq_vbmi2() ? adamas_scan_group_l1_avx512_vpopcnt
-                                         : adamas_scan_group_l1_avx512_vpshufb)(
-        q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride, limit);
-}
+#define DEFINE_SCAN_GROUP_CHOICE(name, vpopcnt_variant, vpshufb_variant)                      \
+    static void name(const uint64_t *q, size_t q_stride, size_t heads, const uint64_t *codes, \
+                     size_t words, size_t n, const uint16_t *limit, uint32_t *hist,          \
+                     size_t hist_stride, uint16_t *dist, size_t dist_stride, uint32_t first,  \
+                     uint32_t *hits, size_t hits_stride, uint32_t *n_hits)                   \
+    {                                                                                        \
+        (adamas_avx512_has_vpopcntdq_vbmi2() ? vpopcnt_variant : vpshufb_variant)(            \
+            q, q_stride, heads, codes, words, n, limit, hist, hist_stride, dist, dist_stride, \
+            first, hits, hits_stride, n_hits);                                               \
+    }
 
-static void scan_group_xorw_avx512(const uint64_t *q, size_t q_stride, size_t heads,
-                                   const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
-                                   size_t dist_stride, uint32_t *hist, size_t hist_stride,
-                                   const uint16_t *limit)
-{
-    (adamas_avx512_has_vpopcntdq_vbmi2() ? adamas_scan_group_xorw_avx512_vpopcnt
-                                         : adamas_scan_group_xorw_avx512_vpshufb)(
-        q, q_stride, heads, codes, words, n, dist, dist_stride, hist, hist_stride, limit);
-}
+DEFINE_SCAN_GROUP_CHOICE(scan_group_l1_avx512, adamas_scan_group_l1_avx512_vpopcnt,
+                         adamas_scan_group_l1_avx512_vpshufb)
+DEFINE_SCAN_GROUP_CHOICE(scan_group_xorw_avx512, adamas_scan_group_xorw_avx512_vpopcnt,
+                         adamas_scan_group_xorw_avx512_vpshufb)
 
 /* ============================================================ selection emit */
 
@@ -1183,9 +1241,9 @@ const adamas_kernels adamas_kernels_avx512 = {
     .hadamard_encode = hadamard_encode_avx512,
     .scan = {scan_l1_avx512, scan_xorw_avx512},
     .scan_group = {scan_group_l1_avx512, scan_group_xorw_avx512},
+    .emit = emit_avx512,
     .dot = {dot_f32_avx512, dot_f16_avx512, dot_bf16_avx512},
     .dot_group = {dot_group_f32_avx512, dot_group_f16_avx512, dot_group_bf16_avx512},
-    .emit = emit_avx512,
     .axpy = {axpy_f32_avx512, axpy_f16_avx512, axpy_bf16_avx512},
     .axpy_group = {axpy_group_f32_avx512, axpy_group_f16_avx512, axpy_group_bf16_avx512},
     .scale_max = scale_max_avx512,

@@ -549,40 +549,41 @@ static void widen_q8_0_neon(float *dst, const void *blocks, size_t n_blocks)
 
 /* The heads of a group one after another: each reads its own copy of the row or the
  * codes, from L1 after the first.  Where a NEON core is compute bound on GQA is not
- * measured yet, so no wider kernels are written for it. */
+ * measured yet, so no wider kernels are written for it.  A sparse scan puts a head's
+ * distances in a buffer of SCAN_GROUP_STEP keys before they are counted and listed. */
+#define SCAN_GROUP_STEP 256
+
 static void scan_group_neon(adamas_scan_fn scan, const uint64_t *q, size_t q_stride,
                             size_t heads, const uint64_t *codes, size_t words, size_t n,
-                            uint16_t *dist, size_t dist_stride, uint32_t *hist,
-                            size_t hist_stride, const uint16_t *limit)
+                            const uint16_t *limit, uint32_t *hist, size_t hist_stride,
+                            uint16_t *dist, size_t dist_stride, uint32_t first, uint32_t *hits,
+                            size_t hits_stride, uint32_t *n_hits)
 {
-    for (size_t h = 0; h < heads; h++) {
-        uint16_t *dh = dist + h * dist_stride;
-        uint32_t *hh = hist ? hist + h * hist_stride : NULL;
-        scan(q + h * q_stride, codes, words, n, dh, limit ? NULL : hh);
-        if (hh && limit)
-            for (size_t j = 0; j < n; j++)
-                if (dh[j] <= limit[h])
-                    hh[dh[j]]++;
+    uint16_t step[SCAN_GROUP_STEP];
+    for (size_t at = 0; at < n; at += SCAN_GROUP_STEP) {
+        const size_t len = n - at < SCAN_GROUP_STEP ? n - at : SCAN_GROUP_STEP;
+        for (size_t h = 0; h < heads; h++) {
+            uint16_t *out = dist ? dist + h * dist_stride + at : step;
+            scan(q + h * q_stride, codes + at * words, words, len, out, NULL);
+            adamas_count_batch(out, 0, 1, len, first + (uint32_t)at, limit + h,
+                               hist + h * hist_stride, 0, dist ? NULL : hits + h * hits_stride, 0,
+                               dist ? NULL : n_hits + h);
+        }
     }
 }
 
-static void scan_group_l1_neon(const uint64_t *q, size_t q_stride, size_t heads,
-                               const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
-                               size_t dist_stride, uint32_t *hist, size_t hist_stride,
-                               const uint16_t *limit)
-{
-    scan_group_neon(scan_l1_neon, q, q_stride, heads, codes, words, n, dist, dist_stride, hist,
-                    hist_stride, limit);
-}
+#define DEFINE_SCAN_GROUP_NEON(name, scan)                                                    \
+    static void name(const uint64_t *q, size_t q_stride, size_t heads, const uint64_t *codes, \
+                     size_t words, size_t n, const uint16_t *limit, uint32_t *hist,          \
+                     size_t hist_stride, uint16_t *dist, size_t dist_stride, uint32_t first,  \
+                     uint32_t *hits, size_t hits_stride, uint32_t *n_hits)                   \
+    {                                                                                        \
+        scan_group_neon(scan, q, q_stride, heads, codes, words, n, limit, hist, hist_stride,  \
+                        dist, dist_stride, first, hits, hits_stride, n_hits);                 \
+    }
 
-static void scan_group_xorw_neon(const uint64_t *q, size_t q_stride, size_t heads,
-                                 const uint64_t *codes, size_t words, size_t n, uint16_t *dist,
-                                 size_t dist_stride, uint32_t *hist, size_t hist_stride,
-                                 const uint16_t *limit)
-{
-    scan_group_neon(scan_xorw_neon, q, q_stride, heads, codes, words, n, dist, dist_stride,
-                    hist, hist_stride, limit);
-}
+DEFINE_SCAN_GROUP_NEON(scan_group_l1_neon, scan_l1_neon)
+DEFINE_SCAN_GROUP_NEON(scan_group_xorw_neon, scan_xorw_neon)
 
 #define DEFINE_DOT_GROUP(name, load)                                                     \
     static void name(const float *q, size_t heads, const void *const *rows, size_t n,    \
@@ -619,9 +620,9 @@ const adamas_kernels adamas_kernels_neon = {
     .hadamard_encode = hadamard_encode_neon,
     .scan = {scan_l1_neon, scan_xorw_neon},
     .scan_group = {scan_group_l1_neon, scan_group_xorw_neon},
+    .emit = adamas_emit_scalar, /* no compress instruction: the branch-free loop it is */
     .dot = {dot_f32_neon, dot_f16_neon, dot_bf16_neon},
     .dot_group = {dot_group_f32_neon, dot_group_f16_neon, dot_group_bf16_neon},
-    .emit = adamas_emit_scalar, /* no compress instruction: the branch-free loop it is */
     .axpy = {axpy_f32_neon, axpy_f16_neon, axpy_bf16_neon},
     .axpy_group = {axpy_group_f32_neon, axpy_group_f16_neon, axpy_group_bf16_neon},
     .scale_max = scale_max_neon,

@@ -17,18 +17,40 @@
 #include "kernels.h"
 #include "prefetch.h"
 
-/* The histogram step of the grouped scans (AVX2, and AVX-512 without VBMI2): hist +
- * h*hist_stride += 1 at each of the m distances dist[0..m) + h*dist_stride that is <=
- * limit[h].  Heads interleaved: equal distances of one head rarely follow each other. */
+/* The counting step of the grouped scans that keep a batch's distances in memory
+ * (AVX2, NEON, and AVX-512 without VBMI2): the m distances dist[0..m) + h*dist_stride
+ * of keys first.. first+m-1, counted and (hits not NULL: a sparse scan) listed as
+ * kernels.h's scan_group says.  A dense scan counts without a branch; a sparse one
+ * sees few distances within the limits, so its branch is well predicted, and keeps a
+ * head's count in a register, where a count in memory would make each hit wait for
+ * the store of the one before. */
 static inline void adamas_count_batch(const uint16_t *dist, size_t dist_stride, size_t heads,
-                                      size_t m, uint32_t *hist, size_t hist_stride,
-                                      const uint16_t *limit)
+                                      size_t m, uint32_t first, const uint16_t *limit,
+                                      uint32_t *hist, size_t hist_stride, uint32_t *hits,
+                                      size_t hits_stride, uint32_t *n_hits)
 {
-    for (size_t i = 0; i < m; i++)
-        for (size_t h = 0; h < heads; h++) {
-            uint16_t v = dist[h * dist_stride + i];
-            hist[h * hist_stride + v] += v <= limit[h]; /* no branch to mispredict */
+    if (!hits) {
+        /* heads interleaved: equal distances of one head rarely follow each other */
+        for (size_t i = 0; i < m; i++)
+            for (size_t h = 0; h < heads; h++) {
+                uint16_t v = dist[h * dist_stride + i];
+                hist[h * hist_stride + v] += v <= limit[h];
+            }
+        return;
+    }
+    for (size_t h = 0; h < heads; h++) {
+        uint32_t *head_hist = hist + h * hist_stride, *list = hits + h * hits_stride;
+        uint32_t count = n_hits[h];
+        for (size_t i = 0; i < m; i++) {
+            uint32_t v = dist[h * dist_stride + i];
+            if (v <= limit[h]) {
+                head_hist[v]++;
+                list[count++] = (first + (uint32_t)i) << 16 | v;
+            }
         }
+        n_hits[h] = count;
+        adamas_prefetch_write(list + count, 64);
+    }
 }
 
 /* How far ahead of the batch in use the scans ask for their codes into L1 (and, on
@@ -66,20 +88,28 @@ void adamas_scan_xorw_avx512_vpshufb(const uint64_t *q, const uint64_t *codes, s
 /* The grouped scans, likewise (the _vpopcnt ones need AVX512_VBMI2 as well). */
 void adamas_scan_group_l1_avx512_vpopcnt(const uint64_t *q, size_t q_stride, size_t heads,
                                          const uint64_t *codes, size_t words, size_t n,
-                                         uint16_t *dist, size_t dist_stride, uint32_t *hist,
-                                         size_t hist_stride, const uint16_t *limit);
+                                         const uint16_t *limit, uint32_t *hist,
+                                         size_t hist_stride, uint16_t *dist, size_t dist_stride,
+                                         uint32_t first, uint32_t *hits, size_t hits_stride,
+                                         uint32_t *n_hits);
 void adamas_scan_group_xorw_avx512_vpopcnt(const uint64_t *q, size_t q_stride, size_t heads,
                                            const uint64_t *codes, size_t words, size_t n,
-                                           uint16_t *dist, size_t dist_stride, uint32_t *hist,
-                                           size_t hist_stride, const uint16_t *limit);
+                                           const uint16_t *limit, uint32_t *hist,
+                                           size_t hist_stride, uint16_t *dist, size_t dist_stride,
+                                           uint32_t first, uint32_t *hits, size_t hits_stride,
+                                           uint32_t *n_hits);
 void adamas_scan_group_l1_avx512_vpshufb(const uint64_t *q, size_t q_stride, size_t heads,
                                          const uint64_t *codes, size_t words, size_t n,
-                                         uint16_t *dist, size_t dist_stride, uint32_t *hist,
-                                         size_t hist_stride, const uint16_t *limit);
+                                         const uint16_t *limit, uint32_t *hist,
+                                         size_t hist_stride, uint16_t *dist, size_t dist_stride,
+                                         uint32_t first, uint32_t *hits, size_t hits_stride,
+                                         uint32_t *n_hits);
 void adamas_scan_group_xorw_avx512_vpshufb(const uint64_t *q, size_t q_stride, size_t heads,
                                            const uint64_t *codes, size_t words, size_t n,
-                                           uint16_t *dist, size_t dist_stride, uint32_t *hist,
-                                           size_t hist_stride, const uint16_t *limit);
+                                           const uint16_t *limit, uint32_t *hist,
+                                           size_t hist_stride, uint16_t *dist, size_t dist_stride,
+                                           uint32_t first, uint32_t *hits, size_t hits_stride,
+                                           uint32_t *n_hits);
 
 /* --------------------------------------------------------------- exp_sum */
 

@@ -461,58 +461,91 @@ Test(simd, scan_histogram_survives_one_heavy_bin)
 /* Group sizes of the grouped kernels: below, at and above the heads of one pass. */
 #define MAX_GROUP 8
 
-/* The grouped scan of `heads` query codes against the scalar one, with rows further
- * apart than they are long (as in the workspace) and guards between them; the
- * histograms count every distance (limit NULL) or those up to a limit per head. */
+/* The grouped scan of `heads` query codes against what kernels.h says it writes, built
+ * from the distances of the scalar single-head scan, dense (dist) or sparse (hits):
+ * with rows further apart than they are long (as in the workspace), poisoned beyond
+ * what the scan may write, counts and histograms that do not start at zero, and the
+ * keys at a random position. */
 static void check_scan_group_limited(const variant *v, int metric, const uint64_t *q,
                                      size_t heads, const uint64_t *codes, size_t words, size_t n,
-                                     const uint16_t *limit)
+                                     const uint16_t *limit, int dense)
 {
-    const size_t nbins = 96 * words + 1, dist_stride = n + 3, hist_stride = nbins + 5;
-    uint16_t *dist = alloc_skewed(heads * dist_stride, 2, 2), *ref = malloc(heads * dist_stride * 2 + 2);
-    uint32_t *hist = malloc(heads * hist_stride * 4), *ref_hist = malloc(heads * hist_stride * 4);
-    for (size_t i = 0; i < heads * dist_stride; i++)
-        dist[i] = ref[i] = 0x5a5a;
+    const size_t nbins = 96 * words + 1, hist_stride = nbins + 5, stride = n + 7;
+    const uint32_t first = rng_below((uint32_t)(65536 - n + 1));
+    uint32_t *hits = alloc_skewed(heads * stride, 4, 4), *want_hits = malloc(heads * stride * 4);
+    uint16_t *dist = alloc_skewed(heads * stride, 2, 2), *want_dist = malloc(heads * stride * 2);
+    uint32_t *hist = malloc(heads * hist_stride * 4), *want_hist = malloc(heads * hist_stride * 4);
+    uint16_t *one = malloc(n * 2 + 2);
+    uint32_t n_hits[MAX_GROUP], want_n[MAX_GROUP];
+    poison(hits, heads * stride * 4);
+    memcpy(want_hits, hits, heads * stride * 4);
+    poison(dist, heads * stride * 2);
+    memcpy(want_dist, dist, heads * stride * 2);
     for (size_t b = 0; b < heads * hist_stride; b++)
-        hist[b] = ref_hist[b] = rng_below(5);
-    adamas_kernels_scalar.scan_group[metric](q, words, heads, codes, words, n, ref, dist_stride,
-                                             ref_hist, hist_stride, limit);
-    v->k.scan_group[metric](q, words, heads, codes, words, n, dist, dist_stride, hist,
-                            hist_stride, limit);
-    size_t i = 0;
-    while (i < heads * dist_stride && dist[i] == ref[i])
-        i++;
-    expect(i == heads * dist_stride,
-           "%s scan_group %s words=%zu heads=%zu n=%zu: head %zu dist[%zu] = %u, scalar %u",
-           v->name, metric ? "xorw" : "l1", words, heads, n, i / dist_stride, i % dist_stride,
-           dist[i % (heads * dist_stride)], ref[i % (heads * dist_stride)]);
-    expect(memcmp(hist, ref_hist, heads * hist_stride * 4) == 0,
-           "%s scan_group %s words=%zu heads=%zu n=%zu%s: histograms differ", v->name,
-           metric ? "xorw" : "l1", words, heads, n, limit ? " (limited)" : "");
-
-    for (size_t h = 0; h < heads; h++)
-        poison(dist + h * dist_stride, n * 2);
-    v->k.scan_group[metric](q, words, heads, codes, words, n, dist, dist_stride, NULL, 0, limit);
-    expect(memcmp(dist, ref, heads * dist_stride * 2) == 0,
-           "%s scan_group %s words=%zu heads=%zu n=%zu (no histogram): distances differ",
-           v->name, metric ? "xorw" : "l1", words, heads, n);
+        hist[b] = want_hist[b] = rng_below(5);
+    for (size_t h = 0; h < heads; h++) {
+        n_hits[h] = want_n[h] = rng_below(8); /* lists already holding some hits */
+        adamas_kernels_scalar.scan[metric](q + h * words, codes, words, n, one, NULL);
+        for (size_t j = 0; j < n; j++) {
+            if (dense)
+                want_dist[h * stride + j] = one[j];
+            if (one[j] <= limit[h]) {
+                want_hist[h * hist_stride + one[j]]++;
+                if (!dense)
+                    want_hits[h * stride + want_n[h]++] = (first + (uint32_t)j) << 16 | one[j];
+            }
+        }
+    }
+    v->k.scan_group[metric](q, words, heads, codes, words, n, limit, hist, hist_stride,
+                            dense ? dist : NULL, stride, first, hits, stride, n_hits);
+    const char *mode = dense ? "dense" : "sparse";
+    for (size_t h = 0; h < heads; h++) {
+        expect(n_hits[h] == want_n[h],
+               "%s scan_group %s %s words=%zu heads=%zu n=%zu: head %zu has %u hits, want %u",
+               v->name, mode, metric ? "xorw" : "l1", words, heads, n, h, n_hits[h], want_n[h]);
+        size_t i = 0;
+        while (i < stride && hits[h * stride + i] == want_hits[h * stride + i])
+            i++;
+        expect(i == stride,
+               "%s scan_group %s %s words=%zu heads=%zu n=%zu limit %u: head %zu hit %zu = "
+               "0x%08x, want 0x%08x (a written poison: past its hits)",
+               v->name, mode, metric ? "xorw" : "l1", words, heads, n, limit[h], h, i,
+               hits[h * stride + i % stride], want_hits[h * stride + i % stride]);
+        i = 0;
+        while (i < stride && dist[h * stride + i] == want_dist[h * stride + i])
+            i++;
+        expect(i == stride,
+               "%s scan_group %s %s words=%zu heads=%zu n=%zu: head %zu dist[%zu] = %u, want %u",
+               v->name, mode, metric ? "xorw" : "l1", words, heads, n, h, i,
+               dist[h * stride + i % stride], want_dist[h * stride + i % stride]);
+    }
+    expect(memcmp(hist, want_hist, heads * hist_stride * 4) == 0,
+           "%s scan_group %s %s words=%zu heads=%zu n=%zu: histograms differ", v->name, mode,
+           metric ? "xorw" : "l1", words, heads, n);
+    free_skewed(hits, 4);
     free_skewed(dist, 2);
-    free(ref);
+    free(want_hits);
+    free(want_dist);
     free(hist);
-    free(ref_hist);
+    free(want_hist);
+    free(one);
 }
 
 static void check_scan_group(const variant *v, int metric, const uint64_t *q, size_t heads,
                              const uint64_t *codes, size_t words, size_t n)
 {
-    check_scan_group_limited(v, metric, q, heads, codes, words, n, NULL);
-    /* limits from none counted to all, around the middle of the distances (64*words) */
     uint16_t limit[MAX_GROUP];
+    for (size_t h = 0; h < heads; h++)
+        limit[h] = UINT16_MAX;
+    for (int dense = 0; dense < 2; dense++)
+        check_scan_group_limited(v, metric, q, heads, codes, words, n, limit, dense);
+    /* limits from none counted to all, around the middle of the distances (64*words) */
     for (size_t h = 0; h < heads; h++) {
         uint32_t pick = rng_below(8);
         limit[h] = pick == 0 ? 0 : pick == 1 ? UINT16_MAX : (uint16_t)rng_below(96 * words + 1);
     }
-    check_scan_group_limited(v, metric, q, heads, codes, words, n, limit);
+    for (int dense = 0; dense < 2; dense++)
+        check_scan_group_limited(v, metric, q, heads, codes, words, n, limit, dense);
 }
 
 Test(simd, grouped_scan_is_identical_to_scalar_for_every_group_size)

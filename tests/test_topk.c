@@ -40,6 +40,61 @@ static void reference_smallest(const uint16_t *v, uint32_t n, uint32_t k, uint32
     free(wide);
 }
 
+/* The k-th smallest of v[n]. */
+static uint16_t kth_smallest(const uint16_t *v, uint32_t n, uint32_t k)
+{
+    uint32_t count[UINT16_MAX + 1u] = {0}, seen = 0, t = 0;
+    for (uint32_t i = 0; i < n; i++)
+        count[v[i]]++;
+    while (seen + count[t] < k)
+        seen += count[t++];
+    return (uint16_t)t;
+}
+
+/* adamas_select_scanned over dist[n] as a grouped scan in chunks of chunk_len would
+ * leave it, each chunk counting (and, scanned sparse, listing) the distances up to a
+ * limit of its own: limited = 0, every distance; else a limit drawn at or above the
+ * k-th smallest distance, falling within the chunk as the scan's does.  Chunks are
+ * dense or sparse at random; emit takes the positions of the dense ones. */
+static void select_via_scan(const uint16_t *dist, uint32_t n, uint32_t k, uint32_t chunk_len,
+                            uint32_t nbins, int limited, adamas_emit_fn emit, uint32_t base,
+                            uint32_t *idx)
+{
+    const uint32_t chunks = (n + chunk_len - 1) / chunk_len;
+    const size_t hist_stride = nbins + rng_below(8), hits_stride = chunk_len + rng_below(8);
+    const size_t n_stride = 1 + rng_below(3);
+    uint32_t *hist = calloc((size_t)chunks * hist_stride, sizeof *hist);
+    uint32_t *hits = malloc((size_t)chunks * hits_stride * sizeof *hits);
+    uint32_t *n_hits = calloc((size_t)chunks * n_stride, sizeof *n_hits);
+    uint16_t *dense_dist = malloc((n + 1) * sizeof *dense_dist);
+    poison(dense_dist, (n + 1) * sizeof *dense_dist);
+    const uint32_t t = kth_smallest(dist, n, k);
+    for (uint32_t c = 0; c < chunks; c++) {
+        const int dense = (int)rng_below(2);
+        uint32_t limit = limited ? t + rng_below(nbins - t) : UINT16_MAX;
+        if (dense)
+            n_hits[c * n_stride] = ADAMAS_DENSE_CHUNK;
+        for (uint32_t j = c * chunk_len; j < n && j < (c + 1) * chunk_len; j++) {
+            if (dense)
+                dense_dist[j] = dist[j]; /* only the dense chunks' are there to read */
+            if (limited && limit > t && rng_below(16) == 0)
+                limit = t + rng_below(limit - t);
+            if (dist[j] > limit)
+                continue;
+            hist[c * hist_stride + dist[j]]++;
+            if (!dense)
+                hits[c * hits_stride + n_hits[c * n_stride]++] = (j - c * chunk_len) << 16 | dist[j];
+        }
+    }
+    const adamas_scanned scan = {n,    chunks, chunk_len,   nbins,  hist,     hist_stride,
+                                 dense_dist, hits, hits_stride, n_hits, n_stride, emit};
+    adamas_select_scanned(&scan, k, base, idx);
+    free(hist);
+    free(hits);
+    free(n_hits);
+    free(dense_dist);
+}
+
 Test(topk, heap_and_histogram_equal_a_sort_under_heavy_ties)
 {
     const uint32_t ranges[] = {1, 2, 3, 5, 17, 3 * 64 + 1};
@@ -48,43 +103,27 @@ Test(topk, heap_and_histogram_equal_a_sort_under_heavy_ties)
         uint32_t range = ranges[rng_below(6)], nbins = 3 * 64 + 1;
         uint32_t lo = rng_below(nbins - range + 1), base = rng_below(1000);
         uint16_t *dist = malloc(n * sizeof *dist);
-        uint32_t *hist = calloc(nbins, sizeof *hist);
         uint32_t *want = malloc(k * sizeof *want), *heap = malloc((k + 1) * sizeof *heap),
                  *histo = malloc((k + 1) * sizeof *histo);
         fill_u16(dist, n, lo, range);
-        for (uint32_t i = 0; i < n; i++)
-            hist[dist[i]]++;
         reference_smallest(dist, n, k, base, want);
         heap[k] = histo[k] = POISON_U32;
         adamas_select_smallest_heap(dist, n, k, base, heap);
-        adamas_select_smallest_hist(dist, n, k, hist, nbins, base, adamas_emit_scalar, histo);
+        select_via_scan(dist, n, k, n, nbins, 0, adamas_emit_scalar, base, histo);
         expect_same(heap, want, k, "heap", n);
         expect_same(histo, want, k, "histogram", n);
         expect(heap[k] == POISON_U32 && histo[k] == POISON_U32, "wrote past idx[%u]", k);
         free(dist);
-        free(hist);
         free(want);
         free(heap);
         free(histo);
     }
 }
 
-/* The histograms of the chunks of dist, hist + c*stride for chunk c. */
-static uint32_t *chunk_histograms(const uint16_t *dist, uint32_t n, uint32_t chunk_len,
-                                  size_t stride)
-{
-    uint32_t chunks = (n + chunk_len - 1) / chunk_len;
-    uint32_t *hist = calloc((size_t)chunks * stride, sizeof *hist);
-    for (uint32_t i = 0; i < n; i++)
-        hist[(size_t)(i / chunk_len) * stride + dist[i]]++;
-    return hist;
-}
-
-Test(topk, histograms_of_chunks_select_what_a_sort_does, .timeout = 60)
+Test(topk, scans_in_chunks_select_what_a_sort_does, .timeout = 60)
 {
     const adamas_kernels *kern;
     expect(adamas_kernels_get(&kern) == ADAMAS_OK, "%s", adamas_last_error());
-    const adamas_emit_fn emits[2] = {adamas_emit_scalar, kern->emit};
     const uint32_t ranges[] = {1, 2, 3, 5, 17, 3 * 64 + 1};
     for (int trial = 0; trial < 400; trial++) {
         uint32_t n = 1 + rng_below(trial < 200 ? 200 : 20000), k = 1 + rng_below(n);
@@ -93,21 +132,20 @@ Test(topk, histograms_of_chunks_select_what_a_sort_does, .timeout = 60)
         uint32_t chunk_len = 1 + rng_below(trial % 2 ? 64 : 4096);
         uint32_t range = ranges[rng_below(6)], nbins = 3 * 64 + 1;
         uint32_t lo = rng_below(nbins - range + 1), base = rng_below(1000);
-        size_t stride = nbins + rng_below(8);
         uint16_t *dist = malloc(n * sizeof *dist);
         uint32_t *want = malloc(k * sizeof *want), *got = malloc((k + 1) * sizeof *got);
         fill_u16(dist, n, lo, range);
-        uint32_t *hist = chunk_histograms(dist, n, chunk_len, stride);
         reference_smallest(dist, n, k, base, want);
-        for (int e = 0; e < 2; e++) {
+        for (int e = 0; e < 4; e++) {
+            const int limited = e & 1;
             got[k] = POISON_U32;
-            adamas_select_smallest_chunked(dist, n, k, hist, stride, chunk_len, nbins, base,
-                                           emits[e], got);
-            expect_same(got, want, k, e ? kern->name : "scalar emit", n);
-            expect(got[k] == POISON_U32, "chunks of %u: wrote past idx[%u]", chunk_len, k);
+            select_via_scan(dist, n, k, chunk_len, nbins, limited,
+                            e < 2 ? adamas_emit_scalar : kern->emit, base, got);
+            expect_same(got, want, k, e < 2 ? "scalar emit" : kern->name, n);
+            expect(got[k] == POISON_U32, "chunks of %u%s: wrote past idx[%u]", chunk_len,
+                   limited ? ", limited" : "", k);
         }
         free(dist);
-        free(hist);
         free(want);
         free(got);
     }
@@ -120,12 +158,11 @@ Test(topk, equal_values_select_the_largest_positions)
         uint16_t value = (uint16_t)rng_below(100);
         for (uint32_t i = 0; i < n; i++)
             dist[i] = value;
-        uint32_t hist[100] = {0};
-        hist[value] = n;
         uint32_t k = 1 + rng_below(n), *a = malloc(k * sizeof *a), *b = malloc(k * sizeof *b),
                  *c = malloc(k * sizeof *c);
         adamas_select_smallest_heap(dist, n, k, 0, a);
-        adamas_select_smallest_hist(dist, n, k, hist, 100, 0, adamas_emit_scalar, b);
+        select_via_scan(dist, n, k, 1 + rng_below(n), 100, (int)rng_below(2), adamas_emit_scalar, 0,
+                        b);
         expect(adamas_topk_smallest(dist, n, k, c) == ADAMAS_OK, "%s", adamas_last_error());
         for (uint32_t i = 0; i < k; i++) {
             expect(a[i] == n - k + i, "heap: idx[%u] = %u, expected %u", i, a[i], n - k + i);
