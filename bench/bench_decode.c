@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h> /* _mm_clflush, _mm_clflushopt */
 #endif
 
@@ -239,8 +240,10 @@ static void flush_lines(const void *p, size_t bytes)
     (void)threads;
 #if defined(__x86_64__) || defined(__i386__)
     const size_t part = (bytes / (size_t)threads + 63) / 64 * 64;
-    void (*flush)(const char *, size_t) =
-        __builtin_cpu_supports("clflushopt") ? flush_opt : flush_plain;
+    /* CPUID leaf 7, EBX bit 23: clang does not know "clflushopt" as a feature name */
+    unsigned eax, ebx, ecx, edx;
+    const int has_clflushopt = __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) && (ebx >> 23 & 1);
+    void (*flush)(const char *, size_t) = has_clflushopt ? flush_opt : flush_plain;
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int t = 0; t < threads; t++) {
         size_t from = (size_t)t * part, to = from + part < bytes ? from + part : bytes;
