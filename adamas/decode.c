@@ -199,12 +199,12 @@ static void scan_chunk(const decode_step *s, adamas_workspace *ws, uint32_t g, u
                        uint16_t *limit, uint32_t *seen)
 {
     const size_t h0 = (size_t)g * s->cache->group;
-    const size_t at = (size_t)chunk * ws->cap_heads + h0;
+    const size_t at = (size_t)chunk * ws->cap_heads + h0, seen_stride = ws->cap_bins + 1;
     adamas_scan_chunk(s, ws->qcode + h0 * ws->cap_words, ws->cap_words, g, chunk,
                       ws->hist + (h0 * ws->scan_chunks + chunk) * ws->cap_bins,
                       (size_t)ws->scan_chunks * ws->cap_bins, ws->dist + h0 * ws->cap_tokens,
                       ws->cap_tokens, ws->hits + at * ADAMAS_SCAN_CHUNK, ADAMAS_SCAN_CHUNK,
-                      ws->n_hits + at, limit + h0, seen + h0 * (ws->cap_bins + 1), ws->cap_bins + 1);
+                      ws->n_hits + at, limit + h0, seen + h0 * seen_stride, seen_stride);
 }
 
 /* Phase 3: the attended set of query head h. */
@@ -351,7 +351,8 @@ static void run_step(const decode_step *s, adamas_workspace *ws, const float *q,
                 /* A limit holds for every chunk of its head in this step, whichever
                  * thread lowered it: each thread carries its own. */
                 uint16_t *limit = ws->limit + (size_t)thread_index() * ws->cap_heads;
-                uint32_t *seen = ws->seen + (size_t)thread_index() * ws->cap_heads * (ws->cap_bins + 1);
+                uint32_t *seen =
+                    ws->seen + (size_t)thread_index() * ws->cap_heads * (ws->cap_bins + 1);
                 for (uint32_t h = 0; h < n_heads; h++)
                     limit[h] = UINT16_MAX;
                 /* fused: the thread that scans the last chunk of a kv head goes on to

@@ -98,11 +98,10 @@ void adamas_encode_query(const decode_step *s, const float *q, float *qh, uint64
  * j*seen_stride is the histogram of head j's distances in the chunks this thread has
  * scanned in the step since the one that set it (that one included), exact up to
  * limit[j], and seen[j*seen_stride + nbins] the number of keys it counts (seen_stride
- * > nbins); the chunk adds to it, and lowers
- * limit[j] to the k_codes-th smallest distance counted there once it knows it.  No
- * limit falls below the k_codes-th smallest distance of all candidates, so every bin
- * up to it (all that select reads) is exact, and the hits hold every candidate that
- * select may take.  limit[group]: UINT16_MAX at the start of a step, then carried from
+ * > nbins); the chunk adds to it, and lowers limit[j] to the k_codes-th smallest
+ * distance counted there once it knows it.  No limit falls below the k_codes-th
+ * smallest distance of all candidates, so every bin up to it (all that select reads)
+ * is exact, and the hits hold every candidate that select may take.  limit[group]: UINT16_MAX at the start of a step, then carried from
  * chunk to chunk with seen[group][seen_stride] (which needs no clearing). */
 void adamas_scan_chunk(const decode_step *s, const uint64_t *qcode, size_t q_stride,
                        uint32_t kv_head, uint32_t chunk, uint32_t *hist, size_t hist_stride,

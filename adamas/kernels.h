@@ -46,11 +46,12 @@ typedef void (*adamas_scan_fn)(const uint64_t *q, const uint64_t *codes, size_t 
                                uint16_t *dist, uint32_t *hist);
 
 /* The scan of a selection: `heads` query codes q + h*q_stride against the same n
- * keys.  For h < heads and j < n, in order of j, with v the distance of key j to head
- * h, when v <= limit[h]: hist[h*hist_stride + v] += 1, and
+ * keys.  For h < heads and j < n, in order of j, with v the distance of key j to
+ * head h:
+ *   - when v <= limit[h], hist[h*hist_stride + v] += 1;
  *   - dense (dist not NULL): every v is stored, dist[h*dist_stride + j] = v;
- *   - sparse (dist NULL): the hit (first + j) << 16 | v is appended to head h's list,
- *     hits[h*hits_stride + n_hits[h]++].
+ *   - sparse (dist NULL): when v <= limit[h], the hit (first + j) << 16 | v is
+ *     appended to head h's list, hits[h*hits_stride + n_hits[h]++].
  * Nothing else is written.  Sparse suits limits that have come down: most keys lie
  * far above them, and storing every distance would add two bytes per key and head to
  * the 32 bytes of a d=128 code; dense suits limits still high, where most keys would

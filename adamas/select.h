@@ -10,7 +10,6 @@
 
 #include "kernels.h"
 
-
 /* n_hits of a chunk scanned dense: its distances are in dist. */
 #define ADAMAS_DENSE_CHUNK UINT32_MAX
 

@@ -1,9 +1,9 @@
 /* workspace.c - the buffers of a decode step, allocated once and reused.
  *
- * A step needs room proportional to heads x tokens (code distances, histograms,
- * partial sums) and to threads x tokens (scratch).  The workspace grows when a step
- * does not fit, with headroom (tokens rounded up to a power of two), so a decoding
- * loop allocates O(log n) times in all and never in a steady step. */
+ * A step needs room proportional to heads x tokens (code distances, hit lists,
+ * histograms, partial sums) and to threads x tokens (scratch).  The workspace grows
+ * when a step does not fit, with headroom (tokens rounded up to a power of two), so a
+ * decoding loop allocates O(log n) times in all and never in a steady step. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
