@@ -321,8 +321,6 @@ static void run_step(const decode_step *s, adamas_workspace *ws, const float *q,
             adamas_encode_query(s, q + h * d, qh, ws->qcode + (size_t)h * ws->cap_words);
         }
     const bool parallel = threads > 1 && step_bytes(s) >= PARALLEL_MIN_BYTES;
-    (void)threads;
-    (void)parallel;
     /* Phases 3-5 of a kv head's query heads right after its scan, by one thread, when
      * each thread has at least two kv heads to take: side by side on 2 threads (32/8,
      * 32K) 7% faster, and on 16 threads with 8 kv heads 12-20% slower than a loop over

@@ -84,7 +84,7 @@ static inline void scan_codes_group(const uint64_t *q, size_t q_stride, size_t h
             if (v <= limit[h]) {
                 head_hist[v]++;
                 if (!dist)
-                    hits[h * hits_stride + n_hits[h]++] = (first + (uint32_t)j) << 16 | v;
+                    hits[h * hits_stride + n_hits[h]++] = adamas_hit(first + (uint32_t)j, v);
             }
         }
     }

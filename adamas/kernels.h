@@ -68,7 +68,12 @@ typedef void (*adamas_scan_group_fn)(const uint64_t *q, size_t q_stride, size_t 
 typedef void (*adamas_emit_fn)(const uint16_t *dist, uint32_t n, uint32_t t, uint32_t cutoff,
                                uint32_t base, uint32_t k, uint32_t *idx);
 
-/* A hit of a grouped scan: its position and its distance. */
+/* A hit of a grouped scan, from its position and its distance, and back. */
+static inline uint32_t adamas_hit(uint32_t position, uint32_t distance)
+{
+    return position << 16 | distance;
+}
+
 static inline uint32_t adamas_hit_position(uint32_t hit)
 {
     return hit >> 16;

@@ -578,7 +578,7 @@ static inline void flush_counted(const uint16_t *buf, const uint16_t *pos, size_
     for (size_t i = 0; i < n; i++) {
         const uint32_t h = buf[i] >> 12, v = buf[i] & 0xFFFu;
         hist[h * hist_stride + v]++;
-        hits[h * hits_stride + n_hits[h]++] = (uint32_t)pos[i] << 16 | v;
+        hits[h * hits_stride + n_hits[h]++] = adamas_hit(pos[i], v);
     }
     for (size_t h = 0; h < heads; h++)
         adamas_prefetch_write(hits + h * hits_stride + n_hits[h], 256);
@@ -611,15 +611,16 @@ static inline void scan_pass(const pass_query *pq, size_t heads, const uint64_t 
      * the scalar loads and stores then run beside vector work instead of after it.
      * A sparse scan keeps them in a buffer of two batches. */
     uint16_t batches[2][PASS_HEADS * 8];
-    uint16_t *const counted = dist ? dist : batches[0];
-    const size_t counted_stride = dist ? dist_stride : 8;
+    const size_t stride = dist ? dist_stride : 8;
+    /* where the distances of the batch at key j go (dense, or without VBMI2) */
+#define BATCH(j) (dist ? dist + (j) : batches[((j) / 8) & 1])
     size_t j = 0;
     for (; j + 8 <= len; j += 8) {
         if (prefetch)
             adamas_prefetch_codes(block + j * words, batch_bytes);
         __m512i c = scan_group_batch(pq, heads, block + j * words, words, 8, 0, xorw, vpopcnt, vbmi2);
-        if (dist)
-            store_group_batch(c, heads, 8, 0, dist + j, dist_stride);
+        if (dist || !vbmi2)
+            store_group_batch(c, heads, 8, 0, BATCH(j), stride);
         if (vbmi2) {
             buffer_counted(c, limits, head_fields, first + (uint32_t)j, buf, positions, &buffered);
             if (buffered >= COUNT_FLUSH) {
@@ -627,31 +628,27 @@ static inline void scan_pass(const pass_query *pq, size_t heads, const uint64_t 
                               n_hits);
                 buffered = 0;
             }
-            continue;
+        } else if (j > 0) {
+            adamas_count_batch(BATCH(j - 8), stride, heads, 8, first + (uint32_t)j - 8, limit,
+                               hist, hist_stride, hits, hits_stride, n_hits);
         }
-        if (!dist)
-            store_group_batch(c, heads, 8, 0, batches[(j / 8) & 1], 8);
-        if (j > 0)
-            adamas_count_batch(dist ? dist + j - 8 : batches[(j / 8 - 1) & 1], counted_stride,
-                               heads, 8, first + (uint32_t)j - 8, limit, hist, hist_stride, hits,
-                               hits_stride, n_hits);
     }
     if (!vbmi2 && j > 0)
-        adamas_count_batch(dist ? dist + j - 8 : batches[(j / 8 - 1) & 1], counted_stride, heads,
-                           8, first + (uint32_t)j - 8, limit, hist, hist_stride, hits, hits_stride,
-                           n_hits);
+        adamas_count_batch(BATCH(j - 8), stride, heads, 8, first + (uint32_t)j - 8, limit, hist,
+                           hist_stride, hits, hits_stride, n_hits);
     if (j < len) {
         __m512i c = scan_group_batch(pq, heads, block + j * words, words, len - j, 1, xorw,
                                      vpopcnt, vbmi2);
-        store_group_batch(c, heads, len - j, 1, dist ? dist + j : counted, counted_stride);
+        if (dist || !vbmi2)
+            store_group_batch(c, heads, len - j, 1, BATCH(j), stride);
         if (vbmi2)
             buffer_counted(c, limits, head_fields & (__mmask32)((1u << (4 * (len - j))) - 1),
                            first + (uint32_t)j, buf, positions, &buffered);
         else
-            adamas_count_batch(dist ? dist + j : counted, counted_stride, heads, len - j,
-                               first + (uint32_t)j, limit, hist, hist_stride, hits, hits_stride,
-                               n_hits);
+            adamas_count_batch(BATCH(j), stride, heads, len - j, first + (uint32_t)j, limit, hist,
+                               hist_stride, hits, hits_stride, n_hits);
     }
+#undef BATCH
     if (vbmi2)
         flush_counted(buf, pos, buffered, heads, hist, hist_stride, hits, hits_stride, n_hits);
 }

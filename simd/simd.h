@@ -45,7 +45,7 @@ static inline void adamas_count_batch(const uint16_t *dist, size_t dist_stride, 
             uint32_t v = dist[h * dist_stride + i];
             if (v <= limit[h]) {
                 head_hist[v]++;
-                list[count++] = (first + (uint32_t)i) << 16 | v;
+                list[count++] = adamas_hit(first + (uint32_t)i, v);
             }
         }
         n_hits[h] = count;
