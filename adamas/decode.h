@@ -10,7 +10,8 @@
  *   5. combine               one item per query head
  * For ADAMAS, when every thread has at least two kv heads, phases 3-5 of the query
  * heads of a kv head follow its scan in the same loop: the thread that scans the kv
- * head's last chunk takes them on.
+ * head's last chunk takes them on, one query head at a time, and threads left without
+ * a chunk to scan help with those of the last kv heads.
  * Chunk boundaries are fixed (never derived from the thread count) and partial sums
  * are combined in chunk order, so every thread count gives the same bits. */
 #ifndef ADAMAS_DECODE_H
@@ -67,6 +68,7 @@ struct adamas_workspace {
     uint16_t *limit;      /* [cap_threads][cap_heads]        histogram limits         */
     uint32_t *seen;       /* [cap_threads][cap_heads][cap_bins + 1] distances scanned  */
     atomic_uint *scanned; /* [cap_heads]                     scan chunks done per kv head */
+    atomic_uint *attended; /* [cap_heads]                   query heads taken for 3-5 */
     uint32_t *set;        /* [cap_heads][cap_width]          attended tokens          */
     uint32_t *set_len;    /* [cap_heads]                     their count              */
     float *partial;       /* [cap_heads][attn_chunks][partial stride] m, s, o[d]      */

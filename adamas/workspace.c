@@ -94,6 +94,7 @@ static size_t carve(adamas_workspace *ws)
         {(void **)&ws->limit, threads * heads * sizeof(uint16_t)},
         {(void **)&ws->seen, threads * heads * (ws->cap_bins + 1) * sizeof(uint32_t)},
         {(void **)&ws->scanned, heads * sizeof(atomic_uint)},
+        {(void **)&ws->attended, heads * sizeof(atomic_uint)},
         {(void **)&ws->cand, threads * tokens * sizeof(uint32_t)},
         {(void **)&ws->dist, heads * tokens * sizeof(uint16_t)},
     };

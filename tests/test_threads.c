@@ -45,42 +45,52 @@ static void decode_with_threads(const cache_pair *p, const adamas_decode_params 
     expect(st == ADAMAS_OK, "decode with %d threads: %s", threads, adamas_last_error());
 }
 
+/* Two shapes: few kv heads (the query heads' phases after the scan take a loop of
+ * their own), and at least two kv heads per thread up to 4 threads (they follow each
+ * kv head's scan, and threads out of chunks to scan share the last kv heads'). */
 Test(threads, every_thread_count_gives_the_same_bits, .timeout = 120)
 {
     rng_seed_from_env();
-    cache_pair p;
-    make_long_cache(&p, 8, 2, 64);
-    const size_t out_n = 8 * 64;
-    float *q = random_query(&p, 1.0f);
-    float *out1 = malloc(out_n * sizeof *out1), *outk = malloc(out_n * sizeof *outk);
-    for (int sel = 0; sel <= ADAMAS_SELECT_QUEST; sel++)
-        for (uint32_t rerank = 0; rerank <= (sel == ADAMAS_SELECT_ADAMAS ? 4u : 0u); rerank += 4) {
-            adamas_decode_params prm = params_for((adamas_selector)sel, rerank);
-            size_t sel_n = (size_t)8 * prm.budget;
-            uint32_t *sel1 = malloc(sel_n * sizeof *sel1), *selk = malloc(sel_n * sizeof *selk);
-            poison(sel1, sel_n * sizeof *sel1);
-            decode_with_threads(&p, &prm, q, 1, out1, sel1);
-            for (int threads = 2; threads <= 5; threads++) {
-                poison(outk, out_n * sizeof *outk);
-                poison(selk, sel_n * sizeof *selk);
-                decode_with_threads(&p, &prm, q, threads, outk, selk);
-                expect(memcmp(out1, outk, out_n * sizeof *out1) == 0,
-                       "%s rerank %u: output with %d threads differs from 1 thread",
-                       selector_name[sel], rerank, threads);
-                expect(memcmp(sel1, selk, sel_n * sizeof *sel1) == 0,
-                       "%s rerank %u: selection with %d threads differs from 1 thread",
-                       selector_name[sel], rerank, threads);
+    static const uint32_t shapes[][2] = {{8, 2}, {16, 8}};
+    for (size_t shape = 0; shape < 2; shape++) {
+        const uint32_t n_heads = shapes[shape][0], d = 64;
+        cache_pair p;
+        make_long_cache(&p, n_heads, shapes[shape][1], d);
+        const size_t out_n = (size_t)n_heads * d;
+        float *q = random_query(&p, 1.0f);
+        float *out1 = malloc(out_n * sizeof *out1), *outk = malloc(out_n * sizeof *outk);
+        for (int sel = 0; sel <= ADAMAS_SELECT_QUEST; sel++)
+            for (uint32_t rerank = 0; rerank <= (sel == ADAMAS_SELECT_ADAMAS ? 4u : 0u);
+                 rerank += 4) {
+                adamas_decode_params prm = params_for((adamas_selector)sel, rerank);
+                size_t sel_n = (size_t)n_heads * prm.budget;
+                uint32_t *sel1 = malloc(sel_n * sizeof *sel1), *selk = malloc(sel_n * sizeof *selk);
+                poison(sel1, sel_n * sizeof *sel1);
+                decode_with_threads(&p, &prm, q, 1, out1, sel1);
+                for (int threads = 2; threads <= 5; threads++) {
+                    poison(outk, out_n * sizeof *outk);
+                    poison(selk, sel_n * sizeof *selk);
+                    decode_with_threads(&p, &prm, q, threads, outk, selk);
+                    expect(memcmp(out1, outk, out_n * sizeof *out1) == 0,
+                           "%u/%u heads, %s rerank %u: output with %d threads differs from 1 "
+                           "thread",
+                           n_heads, shapes[shape][1], selector_name[sel], rerank, threads);
+                    expect(memcmp(sel1, selk, sel_n * sizeof *sel1) == 0,
+                           "%u/%u heads, %s rerank %u: selection with %d threads differs from "
+                           "1 thread",
+                           n_heads, shapes[shape][1], selector_name[sel], rerank, threads);
+                }
+                /* and the chunked result is right, not only repeatable */
+                adamas_set_num_threads(3);
+                pair_check_decode(&p, &prm, q);
+                free(sel1);
+                free(selk);
             }
-            /* and the chunked result is right, not only repeatable */
-            adamas_set_num_threads(3);
-            pair_check_decode(&p, &prm, q);
-            free(sel1);
-            free(selk);
-        }
-    free(q);
-    free(out1);
-    free(outk);
-    pair_destroy(&p);
+        free(q);
+        free(out1);
+        free(outk);
+        pair_destroy(&p);
+    }
 }
 
 Test(threads, a_caller_workspace_serves_growing_caches_and_other_shapes, .timeout = 120)

@@ -15,8 +15,10 @@
 #include "adamas.h"
 
 #define N_THREADS 4
-#define HEADS 4
-#define KV_HEADS 2
+/* Two kv heads per OpenMP thread: a step's query heads follow their kv head's scan,
+ * in the loop whose hand-offs between threads are the library's own atomics. */
+#define HEADS 8
+#define KV_HEADS 4
 #define DIM 64
 #define TOKENS 5000
 #define ROUNDS 3
