@@ -96,6 +96,7 @@ static int prepare_step(const adamas_cache *c, const adamas_decode_params *p, co
                      ? (shortlist < s->n_cand ? (uint32_t)shortlist : s->n_cand)
                      : s->k_free;
     s->nbins = 3 * c->cfg.head_dim + 1;
+    s->list_hits = !kern->scan_lists_hits || kern->scan_lists_hits();
     return ADAMAS_OK;
 }
 
@@ -152,8 +153,9 @@ void adamas_scan_chunk(const decode_step *s, const uint64_t *qcode, size_t q_str
      * for each head of the kv head: before its limits come down, many keys would be
      * hits, and a hit costs scalar steps where a stored distance costs a share of a
      * vector store (sparse from each thread's first chunk: 32/8 at 32K on 16 threads
-     * 30-50% slower, rerank 4 up to twice as slow). */
-    bool dense = false;
+     * 30-50% slower, rerank 4 up to twice as slow); always, on tables whose hits
+     * cost more than the stores they save. */
+    bool dense = !s->list_hits;
     for (uint32_t j = 0; j < group; j++)
         dense |= limit[j] == UINT16_MAX ||
                  seen[j * seen_stride + s->nbins] < SPARSE_AFTER * s->k_codes;

@@ -49,6 +49,7 @@ typedef struct {
     uint32_t k_codes; /* ADAMAS: candidates the code distance picks: k_free, or the
                          shortlist of a two-stage selection                        */
     uint32_t nbins;   /* distance histogram bins: 3*head_dim + 1                   */
+    bool list_hits;   /* ADAMAS: scans may list hits (kernels.h's scan_lists_hits) */
 } decode_step;
 
 /* Per-step buffers, reused across steps (see workspace.c).  Arrays are laid out with

@@ -118,6 +118,10 @@ typedef struct adamas_kernels {
     void (*hadamard_encode)(float *x, size_t d, const float th[3], uint64_t *code);
     adamas_scan_fn scan[2];   /* indexed by adamas_metric */
     adamas_scan_group_fn scan_group[2]; /* indexed by adamas_metric */
+    /* Whether decode lets scan_group list hits once its limits have come down (NULL:
+     * yes), or has it store every distance: on tables whose hits cost more than the
+     * stores they save (measured per table). */
+    int (*scan_lists_hits)(void);
     adamas_emit_fn emit;      /* the positions a histogram select takes from distances */
     adamas_dot_fn dot[3];     /* indexed by adamas_dtype of the row */
     adamas_dot_group_fn dot_group[3];   /* indexed by adamas_dtype of the row */
