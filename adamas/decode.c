@@ -3,6 +3,7 @@
  *   query -> Hadamard + encode -> scan codes (distances, histogram) -> select
  *         -> gather the selected K/V rows -> softmax attention -> out
  */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -287,9 +288,15 @@ static bool completes_kv_head(adamas_workspace *ws, uint32_t g, uint32_t chunks)
     return atomic_fetch_add_explicit(&ws->scanned[g], 1, memory_order_acq_rel) + 1 == chunks;
 }
 
-/* Tell the core that this thread waits on another. */
-static inline void spin_pause(void)
+/* One more turn of a wait on another thread's scan: a pause, and after about a
+ * millisecond of them (a chunk scans in tens of microseconds) the core given away:
+ * with more threads than cores, the thread waited on may be waiting for it. */
+static inline void spin_wait(uint32_t turn)
 {
+    if (turn >= (1u << 14)) {
+        sched_yield();
+        return;
+    }
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #elif defined(__aarch64__)
@@ -321,8 +328,9 @@ static void help_attend(const decode_step *s, adamas_workspace *ws, const float 
     for (uint32_t g = 0; g < c->cfg.n_kv_heads; g++) {
         if (atomic_load_explicit(&ws->attended[g], memory_order_relaxed) >= c->group)
             continue;
-        while (atomic_load_explicit(&ws->scanned[g], memory_order_acquire) < chunks)
-            spin_pause();
+        for (uint32_t turn = 0;
+             atomic_load_explicit(&ws->scanned[g], memory_order_acquire) < chunks; turn++)
+            spin_wait(turn);
         attend_kv_head(s, ws, q, g, out, selected);
     }
 }
