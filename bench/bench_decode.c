@@ -1212,8 +1212,11 @@ static void print_goals(const options *o, const int *threads, uint32_t n_threads
                 const result *f16 = find_result(sh, n, threads[t], "full", ADAMAS_F16, 0);
                 const result *f32 = find_result(sh, n, threads[t], "full", ADAMAS_F32, 0);
                 printf("    %6u tokens:", n);
+                /* one more digit where a goal is judged: a figure at the line must
+                 * not print as the line itself */
                 if (a)
-                    printf("  adamas B=128 %.1fx%s", a->vs_dense,
+                    printf("  adamas B=128 %.*fx%s", n == 32768 || n == 131072 ? 2 : 1,
+                           a->vs_dense,
                            n == 32768 ? (a->vs_dense >= 8 ? " (>=8x: met)" : " (>=8x: missed)")
                            : n == 131072 ? (a->vs_dense >= 12 ? " (>=12x: met)"
                                                               : " (>=12x: missed)")
@@ -1221,7 +1224,8 @@ static void print_goals(const options *o, const int *threads, uint32_t n_threads
                 if (sc)
                     printf("  scan %.0f%%bw", sc->pct);
                 if (a && rr)
-                    printf("  rerank%u +%.0f%%%s", o->rerank, 100.0 * (rr->ms / a->ms - 1.0),
+                    printf("  rerank%u +%.*f%%%s", o->rerank, n == 32768 ? 1 : 0,
+                           100.0 * (rr->ms / a->ms - 1.0),
                            n != 32768               ? ""
                            : rr->ms <= 1.2 * a->ms ? " (<=20%: met)"
                                                    : " (<=20%: missed)");
