@@ -117,9 +117,13 @@ static uint32_t thread_index(void)
 
 /* Keys per candidate to select that a thread counts for a head before it lists hits
  * instead of storing distances: by then about one key in SPARSE_AFTER is a hit.  Side
- * by side, rerank 4 on 32/32 at 32K on 2 threads: 1.80 ms, against 1.87-1.93 when
+ * by side (B = 128, 32/32 and 32/8 at 32K and 128K, 1 and 2 threads, medians of two
+ * runs of 3 and 4 interleaved rounds), 32 against 16: faster in 29 of the 32 rows,
+ * most by 1-4% (32/32 at 32K, 1 thread: Adamas 2.73-2.76 -> 2.68-2.70 ms, rerank 4
+ * 3.36 -> 3.25-3.29 ms), 0.5-2.5% slower in 3; 64 no better than 32.  Earlier, at
+ * 16, rerank 4 on 32/32 at 32K on 2 threads took 1.80 ms against 1.87-1.93 when
  * sparse from the second chunk and 1.73-1.79 when always dense. */
-#define SPARSE_AFTER 16u
+#define SPARSE_AFTER 32u
 
 /* The k-th smallest distance counted in hist (plus seen, when not NULL) when it is at
  * most limit (the bins up to limit are exact), else limit. */
