@@ -104,8 +104,9 @@ void adamas_encode_query(const decode_step *s, const float *q, float *qh, uint64
  * > nbins); the chunk adds to it, and lowers limit[j] to the k_codes-th smallest
  * distance counted there once it knows it.  No limit falls below the k_codes-th
  * smallest distance of all candidates, so every bin up to it (all that select reads)
- * is exact, and the hits hold every candidate that select may take.  limit[group]: UINT16_MAX at the start of a step, then carried from
- * chunk to chunk with seen[group][seen_stride] (which needs no clearing). */
+ * is exact, and the hits hold every candidate that select may take.  limit[group]:
+ * UINT16_MAX at the start of a step, then carried from chunk to chunk with
+ * seen[group][seen_stride] (which needs no clearing). */
 void adamas_scan_chunk(const decode_step *s, const uint64_t *qcode, size_t q_stride,
                        uint32_t kv_head, uint32_t chunk, uint32_t *hist, size_t hist_stride,
                        uint16_t *dist, size_t dist_stride, uint32_t *hits, size_t hits_stride,
