@@ -29,8 +29,7 @@ adamas_decode_params adamas_decode_params_default(adamas_selector selector, uint
     return p;
 }
 
-/* Check the arguments and fill the step description; nothing is written on failure. */
-static int prepare_step(const adamas_cache *c, const adamas_decode_params *p, const float *q,
+int adamas_prepare_step(const adamas_cache *c, const adamas_decode_params *p, const float *q,
                         const float *out, decode_step *s)
 {
     const char *fn = "adamas_decode";
@@ -438,7 +437,7 @@ int adamas_decode_ws(const adamas_cache *c, const adamas_decode_params *p, const
                      float *out, uint32_t *selected, adamas_workspace *ws)
 {
     decode_step s;
-    int st = prepare_step(c, p, q, out, &s);
+    int st = adamas_prepare_step(c, p, q, out, &s);
     if (st)
         return st;
     if (c->gpu) {

@@ -79,6 +79,11 @@ struct adamas_workspace {
     float *logits;        /* [cap_threads][cap_heads * ADAMAS_ATTN_CHUNK]             */
 };
 
+/* Check the arguments of adamas_decode (the same names) and describe its step in s;
+ * nothing is written on failure. */
+int adamas_prepare_step(const adamas_cache *c, const adamas_decode_params *p, const float *q,
+                        const float *out, decode_step *s);
+
 /* Make ws hold a step of this shape; ENOMEM leaves it as it was. */
 int adamas_workspace_reserve(adamas_workspace *ws, const adamas_cache *c, const decode_step *s,
                              uint32_t threads);

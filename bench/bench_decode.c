@@ -741,16 +741,14 @@ static int thread_num(void)
  * and chunk of ADAMAS_SCAN_CHUNK candidates, the grouped scan of every query head of
  * the kv head (one histogram per head and chunk up to the limits of a selection of the
  * first Adamas budget, and its distances or its hits), each thread carrying its limits. */
-static void scan_phase(bench_case *bc, int threads, uint32_t budget)
+static int scan_phase(bench_case *bc, int threads, uint32_t budget)
 {
-    decode_step s = {.cache = bc->c16, .selector = ADAMAS_SELECT_ADAMAS, .n = bc->n};
-    if (adamas_kernels_get(&s.kern))
-        return;
-    s.sink = 0; /* the defaults: sink 0, recent 1 */
-    s.recent = 1;
-    s.n_cand = bc->n - 1;
-    s.k_free = s.k_codes = budget - 1;
-    s.nbins = 3 * bc->sh.dim + 1;
+    /* the step as adamas_decode describes it (sink 0, recent 1: n_cand = n - 1) */
+    const adamas_decode_params p = adamas_decode_params_default(ADAMAS_SELECT_ADAMAS, budget);
+    decode_step s;
+    int st = adamas_prepare_step(bc->c16, &p, bc->w.q, bc->out, &s);
+    if (st)
+        return fail_adamas("adamas_prepare_step", st);
     const uint32_t chunks = scan_chunks(s.n_cand), kv = bc->sh.kv_heads;
     const uint32_t group = bc->sh.heads / kv;
     const size_t words = adamas_code_words(bc->sh.dim);
@@ -760,7 +758,8 @@ static void scan_phase(bench_case *bc, int threads, uint32_t budget)
     if (!limits || !seen_hists) {
         free(limits);
         free(seen_hists);
-        return;
+        fprintf(stderr, "bench_decode: out of memory\n");
+        return -1;
     }
 #pragma omp parallel num_threads(threads)
     {
@@ -783,6 +782,7 @@ static void scan_phase(bench_case *bc, int threads, uint32_t budget)
     }
     free(limits);
     free(seen_hists);
+    return 0;
 }
 
 #ifdef ADAMAS_BENCH_OPENBLAS
@@ -934,10 +934,8 @@ static adamas_cache *row_cache(const bench_case *bc, const row *r)
 /* One step of a row; selected may be NULL. */
 static int run_once(bench_case *bc, row *r, int threads, uint32_t *selected)
 {
-    if (r->kind == ROW_SCAN) {
-        scan_phase(bc, threads, r->p.budget);
-        return 0;
-    }
+    if (r->kind == ROW_SCAN)
+        return scan_phase(bc, threads, r->p.budget);
     if (r->kind == ROW_BLAS) {
 #ifdef ADAMAS_BENCH_OPENBLAS
         blas_decode(bc, threads);
