@@ -163,8 +163,12 @@ void adamas_scan_chunk(const decode_step *s, const uint64_t *qcode, size_t q_str
     for (uint32_t j = 0; j < group; j++)
         dense |= limit[j] == UINT16_MAX ||
                  seen[j * seen_stride + s->nbins] < SPARSE_AFTER * s->k_codes;
+    /* Only the bins up to a head's limit are counted, and select reads none above
+     * the last limit: the rest need no clearing, and their lines stay out of the
+     * caches (32/8 at 128K, 1 thread, side by side: scan 3.15 -> 3.04 ms). */
     for (uint32_t j = 0; j < group; j++) {
-        memset(hist + j * hist_stride, 0, s->nbins * sizeof *hist);
+        const size_t bins = limit[j] < s->nbins ? (size_t)limit[j] + 1 : s->nbins;
+        memset(hist + j * hist_stride, 0, bins * sizeof *hist);
         n_hits[j] = dense ? ADAMAS_DENSE_CHUNK : 0;
     }
     for (uint32_t block = first, b = 1; block < end; block += ADAMAS_SCAN_BLOCK, b++) {

@@ -98,20 +98,21 @@ void adamas_encode_query(const decode_step *s, const float *q, float *qh, uint64
 /* Phase 2 for scan chunk `chunk` of kv head kv_head: the code distances of the
  * candidates in it to each query head j of the kv head (code qcode + j*q_stride),
  * through kernels.h's grouped scan: head j's histogram of the chunk into hist +
- * j*hist_stride, and either (dense) its distances into dist + j*dist_stride (indexed by
- * candidate), n_hits[j] = ADAMAS_DENSE_CHUNK, or (sparse) its hits (positions relative
- * to the chunk's first candidate) into hits + j*hits_stride, n_hits[j] of them: dense
- * until seen holds enough keys for every head of the kv head (below).  A head counts
- * only the distances up to limit[j].  Once limit[j] is below UINT16_MAX, seen +
- * j*seen_stride is the histogram of head j's distances in the chunks this thread has
- * scanned in the step since the one that set it (that one included), exact up to
- * limit[j], and seen[j*seen_stride + nbins] the number of keys it counts (seen_stride
- * > nbins); the chunk adds to it, and lowers limit[j] to the k_codes-th smallest
- * distance counted there once it knows it.  No limit falls below the k_codes-th
- * smallest distance of all candidates, so every bin up to it (all that select reads)
- * is exact, and the hits hold every candidate that select may take.  limit[group]:
- * UINT16_MAX at the start of a step, then carried from chunk to chunk with
- * seen[group][seen_stride] (which needs no clearing). */
+ * j*hist_stride, and either (dense) its distances into dist + j*dist_stride (indexed
+ * by candidate), n_hits[j] = ADAMAS_DENSE_CHUNK, or (sparse) its hits (positions
+ * relative to the chunk's first candidate) into hits + j*hits_stride, n_hits[j] of
+ * them: dense until seen holds enough keys for every head of the kv head (below).  A
+ * head counts only the distances up to limit[j], and its histogram holds counts only
+ * up to the limit it had on entry (the bins above are not cleared).  Once limit[j] is
+ * below UINT16_MAX, seen + j*seen_stride is the histogram of head j's distances in the
+ * chunks this thread has scanned in the step since the one that set it (that one
+ * included), exact up to limit[j], and seen[j*seen_stride + nbins] the number of keys
+ * it counts (seen_stride > nbins); the chunk adds to it, and lowers limit[j] to the
+ * k_codes-th smallest distance counted there once it knows it.  No limit falls below
+ * the k_codes-th smallest distance of all candidates, so every bin up to it (all that
+ * select reads) is exact, and the hits hold every candidate that select may take.
+ * limit[group]: UINT16_MAX at the start of a step, then carried from chunk to chunk
+ * with seen[group][seen_stride] (which needs no clearing). */
 void adamas_scan_chunk(const decode_step *s, const uint64_t *qcode, size_t q_stride,
                        uint32_t kv_head, uint32_t chunk, uint32_t *hist, size_t hist_stride,
                        uint16_t *dist, size_t dist_stride, uint32_t *hits, size_t hits_stride,
