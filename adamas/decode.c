@@ -382,7 +382,7 @@ static void run_step(const decode_step *s, adamas_workspace *ws, const float *q,
      * each thread has at least two kv heads to take: side by side on 2 threads (32/8,
      * 32K) 7% faster, and on 16 threads with 8 kv heads 12-20% slower than a loop over
      * the query heads of its own, which all threads share. */
-    const bool fused = scan && n_kv >= 2 * (parallel ? threads : 1);
+    const bool fused = scan && adamas_scan_whole_kv_heads(n_kv, parallel ? threads : 1);
     if (fused)
         for (uint32_t g = 0; g < n_kv; g++) {
             atomic_init(&ws->scanned[g], 0);
@@ -412,10 +412,10 @@ static void run_step(const decode_step *s, adamas_workspace *ws, const float *q,
                     ws->seen + (size_t)thread_index() * ws->cap_heads * (ws->cap_bins + 1);
                 for (uint32_t h = 0; h < n_heads; h++)
                     limit[h] = UINT16_MAX;
-                /* fused: the thread that scans the last chunk of a kv head goes on to
-                 * phases 3-5 for its query heads, while their hits are still in its
-                 * caches. */
-#pragma omp for schedule(dynamic) nowait
+                /* fused: the thread that scans a kv head (decode.h's
+                 * adamas_scan_whole_kv_heads) goes on to phases 3-5 for its query
+                 * heads, while their hits are still in its caches. */
+#pragma omp for schedule(dynamic, fused ? scan_chunks : 1) nowait
                 for (uint32_t item = 0; item < n_kv * scan_chunks; item++) {
                     const uint32_t g = item / scan_chunks;
                     scan_chunk(s, ws, g, item % scan_chunks, limit, seen);
