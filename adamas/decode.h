@@ -118,13 +118,15 @@ void adamas_scan_chunk(const decode_step *s, const uint64_t *qcode, size_t q_str
                        uint16_t *dist, size_t dist_stride, uint32_t *hits, size_t hits_stride,
                        uint32_t *n_hits, uint16_t *limit, uint32_t *seen, size_t seen_stride);
 
-/* Whether each thread of the scan takes whole kv heads (every chunk of one) rather
- * than single chunks: when each of `threads` threads has at least two kv heads to
- * take.  A thread's first chunk of a kv head stores and counts many distances before
- * its limits come down, and its later ones continue one stream of codes (side by
- * side, 2 threads, B = 128: Adamas 32/8 at 32K 0.663 -> 0.581 ms, at 128K 2.06 ->
- * 1.85 ms; 32/32 at 32K 1.52 -> 1.42 ms, at 128K 5.44 -> 4.82 ms). */
-static inline bool adamas_scan_whole_kv_heads(uint32_t n_kv, uint32_t threads)
+/* Whether each thread of a step takes whole kv heads (every scan chunk, or every
+ * dense attention chunk, of one) rather than single chunks: when each of `threads`
+ * threads has at least two kv heads to take.  A thread's first scan chunk of a kv
+ * head stores and counts many distances before its limits come down, and a thread's
+ * later chunks continue one stream of codes or rows where its prefetches reached
+ * (side by side, 2 threads, B = 128: Adamas 32/8 at 32K 0.663 -> 0.581 ms, at 128K
+ * 2.06 -> 1.85 ms; 32/32 at 32K 1.52 -> 1.42 ms, at 128K 5.44 -> 4.82 ms; FULL f16
+ * on 32/8 at 32K, five interleaved rounds, 6.01-6.17 -> 5.82-5.95 ms). */
+static inline bool adamas_whole_kv_heads(uint32_t n_kv, uint32_t threads)
 {
     return n_kv >= 2 * threads;
 }

@@ -752,7 +752,7 @@ static int scan_phase(bench_case *bc, int threads, uint32_t budget)
         return fail_adamas("adamas_prepare_step", st);
     const uint32_t chunks = scan_chunks(s.n_cand), kv = bc->sh.kv_heads;
     const uint32_t group = bc->sh.heads / kv;
-    const bool whole_kv_heads = adamas_scan_whole_kv_heads(kv, (uint32_t)threads);
+    const bool whole_kv_heads = adamas_whole_kv_heads(kv, (uint32_t)threads);
     const size_t words = adamas_code_words(bc->sh.dim);
     uint16_t *limits = malloc((size_t)threads * bc->sh.heads * sizeof *limits);
     uint32_t *seen_hists =
