@@ -378,12 +378,12 @@ static void run_step(const decode_step *s, adamas_workspace *ws, const float *q,
             adamas_encode_query(s, q + h * d, qh, ws->qcode + (size_t)h * ws->cap_words);
         }
     const bool parallel = threads > 1 && step_bytes(s) >= PARALLEL_MIN_BYTES;
-    const bool whole_kv_heads = adamas_whole_kv_heads(n_kv, parallel ? threads : 1);
+    const uint32_t team = parallel ? threads : 1;
     /* Phases 3-5 of a kv head's query heads right after its scan, by one thread, when
      * each thread has at least two kv heads to take: side by side on 2 threads (32/8,
      * 32K) 7% faster, and on 16 threads with 8 kv heads 12-20% slower than a loop over
      * the query heads of its own, which all threads share. */
-    const bool fused = scan && whole_kv_heads;
+    const bool fused = scan && n_kv >= 2 * team;
     if (fused)
         for (uint32_t g = 0; g < n_kv; g++) {
             atomic_init(&ws->scanned[g], 0);
@@ -393,7 +393,7 @@ static void run_step(const decode_step *s, adamas_workspace *ws, const float *q,
 #pragma omp parallel num_threads(threads) if (parallel)
     {
         if (s->dense) {
-#pragma omp for schedule(dynamic, whole_kv_heads ? dense_chunks : 1)
+#pragma omp for schedule(dynamic, adamas_claim_chunks(n_kv, dense_chunks, team))
             for (uint32_t item = 0; item < n_kv * dense_chunks; item++)
                 attend_dense_chunk(s, ws, q, item / dense_chunks, item % dense_chunks);
 #pragma omp for schedule(static)
@@ -413,10 +413,11 @@ static void run_step(const decode_step *s, adamas_workspace *ws, const float *q,
                     ws->seen + (size_t)thread_index() * ws->cap_heads * (ws->cap_bins + 1);
                 for (uint32_t h = 0; h < n_heads; h++)
                     limit[h] = UINT16_MAX;
-                /* fused: the thread that scans a kv head (decode.h's
-                 * adamas_whole_kv_heads) goes on to phases 3-5 for its query heads,
-                 * while their hits are still in its caches. */
-#pragma omp for schedule(dynamic, whole_kv_heads ? scan_chunks : 1) nowait
+                /* fused: the thread that scans the last chunk of a kv head goes on to
+                 * phases 3-5 for its query heads, while their hits are still in its
+                 * caches.  Chunks are claimed several at a time (decode.h's
+                 * adamas_claim_chunks). */
+#pragma omp for schedule(dynamic, adamas_claim_chunks(n_kv, scan_chunks, team)) nowait
                 for (uint32_t item = 0; item < n_kv * scan_chunks; item++) {
                     const uint32_t g = item / scan_chunks;
                     scan_chunk(s, ws, g, item % scan_chunks, limit, seen);

@@ -118,17 +118,24 @@ void adamas_scan_chunk(const decode_step *s, const uint64_t *qcode, size_t q_str
                        uint16_t *dist, size_t dist_stride, uint32_t *hits, size_t hits_stride,
                        uint32_t *n_hits, uint16_t *limit, uint32_t *seen, size_t seen_stride);
 
-/* Whether each thread of a step takes whole kv heads (every scan chunk, or every
- * dense attention chunk, of one) rather than single chunks: when each of `threads`
- * threads has at least two kv heads to take.  A thread's first scan chunk of a kv
- * head stores and counts many distances before its limits come down, and a thread's
- * later chunks continue one stream of codes or rows where its prefetches reached
- * (side by side, 2 threads, B = 128: Adamas 32/8 at 32K 0.663 -> 0.581 ms, at 128K
- * 2.06 -> 1.85 ms; 32/32 at 32K 1.52 -> 1.42 ms, at 128K 5.44 -> 4.82 ms; FULL f16
- * on 32/8 at 32K, five interleaved rounds, 6.01-6.17 -> 5.82-5.95 ms). */
-static inline bool adamas_whole_kv_heads(uint32_t n_kv, uint32_t threads)
+/* Chunks a thread of a step claims at a time from a loop over n_kv kv heads of
+ * chunks_per_kv chunks each (the scan's, or the dense attention's), laid out kv head
+ * by kv head: a whole kv head's, as long as each of `threads` threads still gets four
+ * claims or more, else fewer, down to one.  A thread's first scan chunk of a kv head
+ * stores and counts many distances before its limits come down, and a thread's next
+ * chunk continues the stream of codes or rows where its prefetches reached; claims
+ * of whole kv heads left threads idle on a busy 16-core machine (32/32 at 128K, 16
+ * threads: FULL f16 20.4-25.7 ms against 18.8-20.0 with these claims and 20.8-21.7
+ * with single chunks).  Side by side against single chunks, B = 128, f16: on 2
+ * threads Adamas 32/8 at 32K 0.648 -> 0.560 ms, at 128K 2.02 -> 1.85 ms, 32/32 at 32K
+ * 1.50 -> 1.43 ms, at 128K 5.41 -> 4.85 ms, FULL 32/8 at 32K 6.05 -> 5.93 ms; on 16
+ * threads FULL 32/8 at 32K 1.88-1.89 -> 1.26-1.42 ms, at 128K 7.3-7.7 -> 5.3-6.7 ms,
+ * the rest alike. */
+static inline uint32_t adamas_claim_chunks(uint32_t n_kv, uint32_t chunks_per_kv,
+                                           uint32_t threads)
 {
-    return n_kv >= 2 * threads;
+    const uint64_t claim = (uint64_t)n_kv * chunks_per_kv / (4u * threads);
+    return claim < 1 ? 1 : claim > chunks_per_kv ? chunks_per_kv : (uint32_t)claim;
 }
 
 /* Phase 3: the tokens query head h (reading kv head kv_head) attends to, ascending,

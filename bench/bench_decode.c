@@ -741,7 +741,7 @@ static int thread_num(void)
  * and chunk of ADAMAS_SCAN_CHUNK candidates, the grouped scan of every query head of
  * the kv head (one histogram per head and chunk up to the limits of a selection of the
  * first Adamas budget, and its distances or its hits), each thread carrying its limits
- * and taking whole kv heads or single chunks as decode's threads do. */
+ * and claiming chunks as many at a time as decode's threads do. */
 static int scan_phase(bench_case *bc, int threads, uint32_t budget)
 {
     /* the step as adamas_decode describes it (sink 0, recent 1: n_cand = n - 1) */
@@ -752,7 +752,7 @@ static int scan_phase(bench_case *bc, int threads, uint32_t budget)
         return fail_adamas("adamas_prepare_step", st);
     const uint32_t chunks = scan_chunks(s.n_cand), kv = bc->sh.kv_heads;
     const uint32_t group = bc->sh.heads / kv;
-    const bool whole_kv_heads = adamas_whole_kv_heads(kv, (uint32_t)threads);
+    const uint32_t claim = adamas_claim_chunks(kv, chunks, (uint32_t)threads);
     const size_t words = adamas_code_words(bc->sh.dim);
     uint16_t *limits = malloc((size_t)threads * bc->sh.heads * sizeof *limits);
     uint32_t *seen_hists =
@@ -769,7 +769,7 @@ static int scan_phase(bench_case *bc, int threads, uint32_t budget)
         uint32_t *seen = seen_hists + (size_t)thread_num() * bc->sh.heads * (s.nbins + 1);
         for (uint32_t h = 0; h < bc->sh.heads; h++)
             limit[h] = UINT16_MAX;
-#pragma omp for schedule(dynamic, whole_kv_heads ? chunks : 1)
+#pragma omp for schedule(dynamic, claim)
         for (uint32_t item = 0; item < kv * chunks; item++) {
             const uint32_t g = item / chunks, chunk = item % chunks;
             const size_t h0 = (size_t)g * group;
