@@ -246,18 +246,22 @@ void adamas_select_largest_f32(const float *score, uint32_t n, uint32_t k, uint3
     }
     /* Keys above `prefix` all, and the `need` last positions whose key equals it.
      * Where many are taken (a quarter of a shortlist, at random), whether a
-     * position is taken is data, not a branch; where few are, a branch that is
-     * rarely taken costs less. */
+     * position is taken is data, not a branch, in two loops split at the cutoff
+     * (one compare a key; 127 of 508, 2.6-2.7 -> 2.1 us a select); where few are, a
+     * branch that is rarely taken costs less. */
     uint32_t cutoff = n;
     for (uint32_t ties = need; ties > 0;)
         ties -= key_at(score, keys, --cutoff) == prefix;
     uint32_t taken = 0;
     if ((uint64_t)k * 16 >= n) {
-        for (uint32_t j = 0; taken < k; j++) {
-            const uint32_t key = key_at(score, keys, j);
+        uint32_t j = 0;
+        for (; j < cutoff && taken < k; j++) {
             idx[taken] = j;
-            taken += (uint32_t)(key > prefix) |
-                     ((uint32_t)(key == prefix) & (uint32_t)(j >= cutoff));
+            taken += key_at(score, keys, j) > prefix;
+        }
+        for (; taken < k; j++) {
+            idx[taken] = j;
+            taken += key_at(score, keys, j) >= prefix;
         }
     } else {
         for (uint32_t j = 0; taken < k; j++) {
