@@ -37,30 +37,38 @@ static inline size_t l2_prefetch_stride(size_t elem_size)
     return elem_size >= 4 ? 64 : 256;
 }
 
-/* Before the batch of rows [i, i + n) of a pass over `count` rows of one kv head (its
- * rows of token 0 at head_rows): ask for the rows PREFETCH_ROWS further on and, on
- * contiguous rows (set NULL), those far_rows further on into L2.  The rows are
- * addressed from head_rows, not through the cache's row functions: called through a
- * pointer, those took a fifth of a dense pass from L2. */
-static inline void prefetch_ahead(const char *head_rows, size_t row_bytes, size_t elem_size,
+/* Row r of a pass over the rows of one kv head (its rows of token 0 at head_rows):
+ * token set[r], or first + r when set is NULL.  Addressed from head_rows, not
+ * through the cache's row functions: called through a pointer, those took a fifth
+ * of a dense pass from L2. */
+static inline const char *pass_row(const char *head_rows, size_t row_bytes,
+                                   const uint32_t *set, uint32_t first, uint32_t r)
+{
+    return head_rows + (size_t)token_at(set, first, r) * row_bytes;
+}
+
+/* Before the batch of rows [i, i + n) of a pass over `count` rows: ask for the rows
+ * PREFETCH_ROWS further on and, on contiguous rows (set NULL), those far_rows further
+ * on into L2, one line in every l2_stride bytes. */
+static inline void prefetch_ahead(const char *head_rows, size_t row_bytes, size_t l2_stride,
                                   const uint32_t *set, uint32_t first, uint32_t i, uint32_t n,
                                   uint32_t count, uint32_t far_rows)
 {
     for (uint32_t r = i + PREFETCH_ROWS; r < i + n + PREFETCH_ROWS && r < count; r++)
-        adamas_prefetch(head_rows + (size_t)token_at(set, first, r) * row_bytes, row_bytes);
+        adamas_prefetch(pass_row(head_rows, row_bytes, set, first, r), row_bytes);
     if (!set && i + far_rows < count) {
         const uint32_t far = i + far_rows, m = count - far < n ? count - far : n;
-        adamas_prefetch_l2_every(head_rows + (size_t)(first + far) * row_bytes, m * row_bytes,
-                                 l2_prefetch_stride(elem_size));
+        adamas_prefetch_l2_every(pass_row(head_rows, row_bytes, NULL, first, far),
+                                 m * row_bytes, l2_stride);
     }
 }
 
-/* The rows of the batch [i, i + n) of a pass (as above) into rows[n]. */
+/* The rows of the batch [i, i + n) of a pass into rows[n]. */
 static inline void batch_rows(const char *head_rows, size_t row_bytes, const uint32_t *set,
                               uint32_t first, uint32_t i, uint32_t n, const void **rows)
 {
     for (uint32_t r = 0; r < n; r++)
-        rows[r] = head_rows + (size_t)token_at(set, first, i + r) * row_bytes;
+        rows[r] = pass_row(head_rows, row_bytes, set, first, i + r);
 }
 
 void adamas_attend_chunk(const adamas_cache *c, const adamas_kernels *kern, uint32_t kv_head,
@@ -78,13 +86,14 @@ void adamas_attend_chunk(const adamas_cache *c, const adamas_kernels *kern, uint
     uint32_t batch = (uint32_t)(BATCH_BYTES / row_bytes);
     batch = batch < 1 ? 1 : batch > MAX_BATCH_ROWS ? MAX_BATCH_ROWS : batch;
     const void *rows[MAX_BATCH_ROWS];
+    const size_t l2_stride = l2_prefetch_stride(c->elem_size);
     uint32_t far_rows = (uint32_t)(L2_PREFETCH_BYTES / row_bytes);
     far_rows = far_rows > PREFETCH_ROWS ? far_rows : PREFETCH_ROWS + 1;
 
     /* logits: every key row read once for all heads */
     for (uint32_t i = 0; i < count; i += batch) {
         const uint32_t n = count - i < batch ? count - i : batch;
-        prefetch_ahead(keys, row_bytes, c->elem_size, set, first, i, n, count, far_rows);
+        prefetch_ahead(keys, row_bytes, l2_stride, set, first, i, n, count, far_rows);
         batch_rows(keys, row_bytes, set, first, i, n, rows);
         dot(q, heads, rows, n, d, logits + i, count);
     }
@@ -98,7 +107,7 @@ void adamas_attend_chunk(const adamas_cache *c, const adamas_kernels *kern, uint
     /* weighted values: every value row read once for all heads */
     for (uint32_t i = 0; i < count; i += batch) {
         const uint32_t n = count - i < batch ? count - i : batch;
-        prefetch_ahead(values, row_bytes, c->elem_size, set, first, i, n, count, far_rows);
+        prefetch_ahead(values, row_bytes, l2_stride, set, first, i, n, count, far_rows);
         batch_rows(values, row_bytes, set, first, i, n, rows);
         axpy(partial + 2, stride, logits + i, count, heads, rows, n, d);
     }
