@@ -48,19 +48,23 @@ static inline const char *pass_row(const char *head_rows, size_t row_bytes,
 }
 
 /* Before the batch of rows [i, i + n) of a pass over `count` rows: ask for the rows
- * PREFETCH_ROWS further on and, on contiguous rows (set NULL), those far_rows further
- * on into L2, one line in every l2_stride bytes. */
+ * PREFETCH_ROWS further on, and for those far_rows further on into L2: gathered rows
+ * (set not NULL) whole, contiguous ones one line in every l2_stride bytes. */
 static inline void prefetch_ahead(const char *head_rows, size_t row_bytes, size_t l2_stride,
                                   const uint32_t *set, uint32_t first, uint32_t i, uint32_t n,
                                   uint32_t count, uint32_t far_rows)
 {
     for (uint32_t r = i + PREFETCH_ROWS; r < i + n + PREFETCH_ROWS && r < count; r++)
         adamas_prefetch(pass_row(head_rows, row_bytes, set, first, r), row_bytes);
-    if (!set && i + far_rows < count) {
-        const uint32_t far = i + far_rows, m = count - far < n ? count - far : n;
+    if (i + far_rows >= count)
+        return;
+    const uint32_t far = i + far_rows, m = count - far < n ? count - far : n;
+    if (set)
+        for (uint32_t r = far; r < far + m; r++)
+            adamas_prefetch_l2(pass_row(head_rows, row_bytes, set, first, r), row_bytes);
+    else
         adamas_prefetch_l2_every(pass_row(head_rows, row_bytes, NULL, first, far),
                                  m * row_bytes, l2_stride);
-    }
 }
 
 /* The rows of the batch [i, i + n) of a pass into rows[n]. */
@@ -87,7 +91,8 @@ void adamas_attend_chunk(const adamas_cache *c, const adamas_kernels *kern, uint
     batch = batch < 1 ? 1 : batch > MAX_BATCH_ROWS ? MAX_BATCH_ROWS : batch;
     const void *rows[MAX_BATCH_ROWS];
     const size_t l2_stride = l2_prefetch_stride(c->elem_size);
-    uint32_t far_rows = (uint32_t)(L2_PREFETCH_BYTES / row_bytes);
+    uint32_t far_rows =
+        set ? PREFETCH_L2_GATHERED_ROWS : (uint32_t)(L2_PREFETCH_BYTES / row_bytes);
     far_rows = far_rows > PREFETCH_ROWS ? far_rows : PREFETCH_ROWS + 1;
 
     /* logits: every key row read once for all heads */

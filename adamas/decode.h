@@ -157,6 +157,16 @@ void adamas_attend_chunk(const adamas_cache *c, const adamas_kernels *kern, uint
  * hardware prefetcher alone leaves even contiguous rows waiting on memory. */
 #define PREFETCH_ROWS 8
 
+/* Rows ahead that gathers (rows at scattered places: rerank's shortlists, the
+ * attended sets) also ask into L2 only: an L1 prefetch holds a line fill buffer until
+ * memory answers, and PREFETCH_ROWS rows of 256 bytes already take them all, while
+ * the L2 keeps more in flight.  Side by side (B = 128, f16, 32K, caches flushed):
+ * 32/8 on 1 thread Adamas 1.06-1.12 -> 1.03-1.05 ms, rerank 4 1.67-1.74 -> 1.63 ms;
+ * on 2 threads 0.598 -> 0.556 ms and 0.924 -> 0.852 ms; 32/32 and 128K -3% to +1%.
+ * Asking for a gathered row's first line only, for the L2's prefetchers to fetch
+ * the rest, was slower (rerank 4, 32/8, 1 thread: 1.71 -> 1.82 ms). */
+#define PREFETCH_L2_GATHERED_ROWS 32
+
 /* Floats between consecutive partial results: d + 2 rounded up to a cache line, so
  * that threads writing neighbouring partials never share a line. */
 static inline size_t adamas_partial_stride(size_t d)

@@ -45,6 +45,9 @@ static void exact_logits(const decode_step *s, uint32_t kv_head, const float *q,
         uint32_t token = tokens ? tokens[i] : first + i;
         if (tokens && i + PREFETCH_ROWS < m)
             adamas_prefetch(adamas_cache_key_row(c, kv_head, tokens[i + PREFETCH_ROWS]), row_bytes);
+        if (tokens && i + PREFETCH_L2_GATHERED_ROWS < m)
+            adamas_prefetch_l2(
+                adamas_cache_key_row(c, kv_head, tokens[i + PREFETCH_L2_GATHERED_ROWS]), row_bytes);
         score[i] = dot(q, adamas_cache_key_row(c, kv_head, token), c->cfg.head_dim);
     }
 }
