@@ -379,12 +379,7 @@ static void run_step(const decode_step *s, adamas_workspace *ws, const float *q,
         }
     const bool parallel = threads > 1 && step_bytes(s) >= PARALLEL_MIN_BYTES;
     const uint32_t team = parallel ? threads : 1;
-    /* Phases 3-5 of a kv head's query heads right after its scan, by one thread, when
-     * each thread has at least two kv heads to take: side by side on 2 threads (32/8,
-     * 32K) 7% faster, and on 16 threads with 8 kv heads 12-20% slower than a loop over
-     * the query heads of its own, which all threads share. */
-    const bool fused = scan && n_kv >= 2 * team;
-    if (fused)
+    if (scan)
         for (uint32_t g = 0; g < n_kv; g++) {
             atomic_init(&ws->scanned[g], 0);
             atomic_init(&ws->attended[g], 0);
@@ -404,37 +399,35 @@ static void run_step(const decode_step *s, adamas_workspace *ws, const float *q,
                 if (selected && s->selector != ADAMAS_SELECT_FULL)
                     write_selected_row(selected + (size_t)h * s->budget, s->budget, NULL, s->n);
             }
-        } else {
-            if (scan) {
-                /* A limit holds for every chunk of its head in this step, whichever
-                 * thread lowered it: each thread carries its own. */
-                uint16_t *limit = ws->limit + (size_t)thread_index() * ws->cap_heads;
-                uint32_t *seen =
-                    ws->seen + (size_t)thread_index() * ws->cap_heads * (ws->cap_bins + 1);
-                for (uint32_t h = 0; h < n_heads; h++)
-                    limit[h] = UINT16_MAX;
-                /* fused: the thread that scans the last chunk of a kv head goes on to
-                 * phases 3-5 for its query heads, while their hits are still in its
-                 * caches.  Chunks are claimed several at a time (decode.h's
-                 * adamas_claim_chunks). */
+        } else if (scan) {
+            /* A limit holds for every chunk of its head in this step, whichever thread
+             * lowered it: each thread carries its own. */
+            uint16_t *limit = ws->limit + (size_t)thread_index() * ws->cap_heads;
+            uint32_t *seen = ws->seen + (size_t)thread_index() * ws->cap_heads * (ws->cap_bins + 1);
+            for (uint32_t h = 0; h < n_heads; h++)
+                limit[h] = UINT16_MAX;
+            /* Phases 3-5 of a kv head's query heads follow its scan, with no barrier:
+             * the thread that scans its last chunk goes on to them while their hits are
+             * still in its caches, and threads out of chunks take the others
+             * (help_attend).  Chunks are claimed several at a time (decode.h's
+             * adamas_claim_chunks).  Side by side against a loop over the query heads
+             * after a barrier: on 2 threads (32/8, 32K) 7% faster; on 16 threads with
+             * the 8 kv heads of 32/8 (B = 128, three alternating rounds), Adamas
+             * 0.109-0.116 -> 0.092-0.097 ms at 4K, 0.198-0.244 -> 0.198-0.217 ms at
+             * 32K, 0.540-0.600 -> 0.527-0.573 ms at 128K, rerank 4 2-8% faster (before
+             * help_attend and the claims of decode.h, 12-20% slower there). */
 #pragma omp for schedule(dynamic, adamas_claim_chunks(n_kv, scan_chunks, team)) nowait
-                for (uint32_t item = 0; item < n_kv * scan_chunks; item++) {
-                    const uint32_t g = item / scan_chunks;
-                    scan_chunk(s, ws, g, item % scan_chunks, limit, seen);
-                    if (fused && completes_kv_head(ws, g, scan_chunks))
-                        attend_kv_head(s, ws, q, g, out, selected);
-                }
-                if (fused) {
-                    help_attend(s, ws, q, scan_chunks, out, selected);
-                } else {
-#pragma omp barrier
-                }
+            for (uint32_t item = 0; item < n_kv * scan_chunks; item++) {
+                const uint32_t g = item / scan_chunks;
+                scan_chunk(s, ws, g, item % scan_chunks, limit, seen);
+                if (completes_kv_head(ws, g, scan_chunks))
+                    attend_kv_head(s, ws, q, g, out, selected);
             }
-            if (!fused) {
+            help_attend(s, ws, q, scan_chunks, out, selected);
+        } else {
 #pragma omp for schedule(dynamic)
-                for (uint32_t h = 0; h < n_heads; h++)
-                    attend_sparse_head(s, ws, q, h, out, selected);
-            }
+            for (uint32_t h = 0; h < n_heads; h++)
+                attend_sparse_head(s, ws, q, h, out, selected);
         }
     }
 }

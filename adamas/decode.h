@@ -8,10 +8,10 @@
  *   4. attend                one item per kv head and token chunk (dense), or per
  *                            query head (sparse): partial softmax sums
  *   5. combine               one item per query head
- * For ADAMAS, when every thread has at least two kv heads, phases 3-5 of the query
- * heads of a kv head follow its scan in the same loop: the thread that scans the kv
- * head's last chunk takes them on, one query head at a time, and threads left without
- * a chunk to scan help with those of the last kv heads.
+ * For ADAMAS, phases 3-5 of the query heads of a kv head follow its scan in the same
+ * loop: the thread that scans the kv head's last chunk takes them on, one query head
+ * at a time, and threads left without a chunk to scan help with those of the last kv
+ * heads.
  * Chunk boundaries are fixed (never derived from the thread count) and partial sums
  * are combined in chunk order, so every thread count gives the same bits. */
 #ifndef ADAMAS_DECODE_H

@@ -45,9 +45,10 @@ static void decode_with_threads(const cache_pair *p, const adamas_decode_params 
     expect(st == ADAMAS_OK, "decode with %d threads: %s", threads, adamas_last_error());
 }
 
-/* Two shapes: few kv heads (the query heads' phases after the scan take a loop of
- * their own), and at least two kv heads per thread up to 4 threads (they follow each
- * kv head's scan, and threads out of chunks to scan share the last kv heads'). */
+/* Two shapes: few kv heads (threads share a kv head's chunks, and those out of chunks
+ * to scan help with its query heads' phases after the scan), and at least two kv heads
+ * per thread up to 4 threads (each kv head's query heads follow its scan, and threads
+ * out of chunks share the last kv heads'). */
 Test(threads, every_thread_count_gives_the_same_bits, .timeout = 120)
 {
     rng_seed_from_env();
