@@ -143,16 +143,49 @@ static uint16_t tighter_limit(const uint32_t *seen, const uint32_t *hist, uint32
     }
 }
 
+/* A head's limit (and seen, its thread's histogram from its first limit on) takes a
+ * lower one that another thread published in bound: it holds for all of the step's
+ * keys, and came from a thread that had counted SPARSE_AFTER keys per candidate. */
+static void take_bound(const decode_step *s, const atomic_uint *bound, uint16_t *limit,
+                       uint32_t *seen)
+{
+    const uint32_t lower = atomic_load_explicit(bound, memory_order_relaxed);
+    if (lower >= *limit)
+        return;
+    const uint32_t behind = SPARSE_AFTER * s->k_codes;
+    if (*limit == UINT16_MAX) {
+        memset(seen, 0, ((size_t)lower + 1) * sizeof *seen);
+        seen[s->nbins] = behind;
+    } else if (seen[s->nbins] < behind) {
+        seen[s->nbins] = behind;
+    }
+    *limit = (uint16_t)lower;
+}
+
+/* bound = min(bound, limit). */
+static void publish_bound(atomic_uint *bound, uint16_t limit)
+{
+    uint32_t now = atomic_load_explicit(bound, memory_order_relaxed);
+    while (limit < now && !atomic_compare_exchange_weak_explicit(bound, &now, limit,
+                                                                 memory_order_relaxed,
+                                                                 memory_order_relaxed))
+        ;
+}
+
 void adamas_scan_chunk(const decode_step *s, const uint64_t *qcode, size_t q_stride,
                        uint32_t kv_head, uint32_t chunk, uint32_t *hist, size_t hist_stride,
                        uint16_t *dist, size_t dist_stride, uint32_t *hits, size_t hits_stride,
-                       uint32_t *n_hits, uint16_t *limit, uint32_t *seen, size_t seen_stride)
+                       uint32_t *n_hits, uint16_t *limit, uint32_t *seen, size_t seen_stride,
+                       atomic_uint *bound)
 {
     const adamas_cache *c = s->cache;
     const adamas_scan_group_fn scan = s->kern->scan_group[c->cfg.metric];
     const uint32_t group = c->group, first = chunk * ADAMAS_SCAN_CHUNK;
     const uint32_t end = first + ADAMAS_SCAN_CHUNK < s->n_cand ? first + ADAMAS_SCAN_CHUNK
                                                               : s->n_cand;
+    if (bound)
+        for (uint32_t j = 0; j < group; j++)
+            take_bound(s, bound + j, limit + j, seen + j * seen_stride);
     /* Dense until this thread has counted SPARSE_AFTER keys per candidate to select
      * for each head of the kv head: before its limits come down, many keys would be
      * hits, and a hit costs scalar steps where a stored distance costs a share of a
@@ -200,13 +233,15 @@ void adamas_scan_chunk(const decode_step *s, const uint64_t *qcode, size_t q_str
             for (uint32_t v = 0; v <= limit[j]; v++)
                 seen[j * seen_stride + v] += hist[j * hist_stride + v];
             seen[j * seen_stride + s->nbins] += end - first;
+            if (bound && seen[j * seen_stride + s->nbins] >= SPARSE_AFTER * s->k_codes)
+                publish_bound(bound + j, limit[j]);
         }
 }
 
 /* Phase 2 in a step: scan chunk `chunk` of kv head g into the workspace; limit, seen:
  * this thread's limits and histograms of every query head. */
 static void scan_chunk(const decode_step *s, adamas_workspace *ws, uint32_t g, uint32_t chunk,
-                       uint16_t *limit, uint32_t *seen)
+                       uint16_t *limit, uint32_t *seen, bool shared)
 {
     const size_t h0 = (size_t)g * s->cache->group;
     const size_t at = (size_t)chunk * ws->cap_heads + h0, seen_stride = ws->cap_bins + 1;
@@ -214,7 +249,8 @@ static void scan_chunk(const decode_step *s, adamas_workspace *ws, uint32_t g, u
                       ws->hist + (h0 * ws->scan_chunks + chunk) * ws->cap_bins,
                       (size_t)ws->scan_chunks * ws->cap_bins, ws->dist + h0 * ws->cap_tokens,
                       ws->cap_tokens, ws->hits + at * ADAMAS_SCAN_CHUNK, ADAMAS_SCAN_CHUNK,
-                      ws->n_hits + at, limit + h0, seen + h0 * seen_stride, seen_stride);
+                      ws->n_hits + at, limit + h0, seen + h0 * seen_stride, seen_stride,
+                      shared ? ws->bound + h0 : NULL);
 }
 
 /* Phase 3: the attended set of query head h. */
@@ -379,11 +415,15 @@ static void run_step(const decode_step *s, adamas_workspace *ws, const float *q,
         }
     const bool parallel = threads > 1 && step_bytes(s) >= PARALLEL_MIN_BYTES;
     const uint32_t team = parallel ? threads : 1;
+    const scan_plan plan = adamas_scan_plan(n_kv, scan ? scan_chunks : 1, team);
     if (scan)
         for (uint32_t g = 0; g < n_kv; g++) {
             atomic_init(&ws->scanned[g], 0);
             atomic_init(&ws->attended[g], 0);
         }
+    if (scan && plan.shared)
+        for (uint32_t h = 0; h < n_heads; h++)
+            atomic_init(&ws->bound[h], UINT16_MAX);
 
 #pragma omp parallel num_threads(threads) if (parallel)
     {
@@ -416,10 +456,12 @@ static void run_step(const decode_step *s, adamas_workspace *ws, const float *q,
              * 0.109-0.116 -> 0.092-0.097 ms at 4K, 0.198-0.244 -> 0.198-0.217 ms at
              * 32K, 0.540-0.600 -> 0.527-0.573 ms at 128K, rerank 4 2-8% faster (before
              * help_attend and the claims of decode.h, 12-20% slower there). */
-#pragma omp for schedule(dynamic, adamas_claim_chunks(n_kv, scan_chunks, team)) nowait
-            for (uint32_t item = 0; item < n_kv * scan_chunks; item++) {
-                const uint32_t g = item / scan_chunks;
-                scan_chunk(s, ws, g, item % scan_chunks, limit, seen);
+#pragma omp for schedule(dynamic, plan.claim) nowait
+            for (uint32_t item = 0; item < plan.items; item++) {
+                uint32_t g, chunk;
+                if (!adamas_scan_item(&plan, n_kv, scan_chunks, item, &g, &chunk))
+                    continue;
+                scan_chunk(s, ws, g, chunk, limit, seen, plan.shared);
                 if (completes_kv_head(ws, g, scan_chunks))
                     attend_kv_head(s, ws, q, g, out, selected);
             }

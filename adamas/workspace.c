@@ -93,6 +93,7 @@ static size_t carve(adamas_workspace *ws)
         {(void **)&ws->set_len, heads * sizeof(uint32_t)},
         {(void **)&ws->limit, threads * heads * sizeof(uint16_t)},
         {(void **)&ws->seen, threads * heads * (ws->cap_bins + 1) * sizeof(uint32_t)},
+        {(void **)&ws->bound, heads * sizeof(atomic_uint)},
         {(void **)&ws->scanned, heads * sizeof(atomic_uint)},
         {(void **)&ws->attended, heads * sizeof(atomic_uint)},
         {(void **)&ws->cand, threads * tokens * sizeof(uint32_t)},

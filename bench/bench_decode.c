@@ -741,7 +741,7 @@ static int thread_num(void)
  * and chunk of ADAMAS_SCAN_CHUNK candidates, the grouped scan of every query head of
  * the kv head (one histogram per head and chunk up to the limits of a selection of the
  * first Adamas budget, and its distances or its hits), each thread carrying its limits
- * and claiming chunks as many at a time as decode's threads do. */
+ * and claiming chunks as decode's threads do (adamas_scan_plan). */
 static int scan_phase(bench_case *bc, int threads, uint32_t budget)
 {
     /* the step as adamas_decode describes it (sink 0, recent 1: n_cand = n - 1) */
@@ -752,26 +752,32 @@ static int scan_phase(bench_case *bc, int threads, uint32_t budget)
         return fail_adamas("adamas_prepare_step", st);
     const uint32_t chunks = scan_chunks(s.n_cand), kv = bc->sh.kv_heads;
     const uint32_t group = bc->sh.heads / kv;
-    const uint32_t claim = adamas_claim_chunks(kv, chunks, (uint32_t)threads);
+    const scan_plan plan = adamas_scan_plan(kv, chunks, (uint32_t)threads);
     const size_t words = adamas_code_words(bc->sh.dim);
     uint16_t *limits = malloc((size_t)threads * bc->sh.heads * sizeof *limits);
     uint32_t *seen_hists =
         malloc((size_t)threads * bc->sh.heads * (s.nbins + 1) * sizeof *seen_hists);
-    if (!limits || !seen_hists) {
+    atomic_uint *bounds = malloc(bc->sh.heads * sizeof *bounds);
+    if (!limits || !seen_hists || !bounds) {
         free(limits);
         free(seen_hists);
+        free(bounds);
         fprintf(stderr, "bench_decode: out of memory\n");
         return -1;
     }
+    for (uint32_t h = 0; h < bc->sh.heads; h++)
+        atomic_init(&bounds[h], UINT16_MAX);
 #pragma omp parallel num_threads(threads)
     {
         uint16_t *limit = limits + (size_t)thread_num() * bc->sh.heads;
         uint32_t *seen = seen_hists + (size_t)thread_num() * bc->sh.heads * (s.nbins + 1);
         for (uint32_t h = 0; h < bc->sh.heads; h++)
             limit[h] = UINT16_MAX;
-#pragma omp for schedule(dynamic, claim)
-        for (uint32_t item = 0; item < kv * chunks; item++) {
-            const uint32_t g = item / chunks, chunk = item % chunks;
+#pragma omp for schedule(dynamic, plan.claim)
+        for (uint32_t item = 0; item < plan.items; item++) {
+            uint32_t g, chunk;
+            if (!adamas_scan_item(&plan, kv, chunks, item, &g, &chunk))
+                continue;
             const size_t h0 = (size_t)g * group;
             const size_t at = (size_t)chunk * bc->sh.heads + h0;
             adamas_scan_chunk(&s, bc->qcode + h0 * words, words, g, chunk,
@@ -779,11 +785,12 @@ static int scan_phase(bench_case *bc, int threads, uint32_t budget)
                               bc->dist + h0 * bc->n, bc->n, bc->hits + at * ADAMAS_SCAN_CHUNK,
                               ADAMAS_SCAN_CHUNK,
                               bc->n_hits + at, limit + h0, seen + h0 * (s.nbins + 1),
-                              s.nbins + 1);
+                              s.nbins + 1, plan.shared ? bounds + h0 : NULL);
         }
     }
     free(limits);
     free(seen_hists);
+    free(bounds);
     return 0;
 }
 
