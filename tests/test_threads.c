@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cache_pair.h"
+#include "decode.h"
 #include "testutil.h"
 
 #ifdef _OPENMP
@@ -302,5 +303,53 @@ Test(threads, caches_built_alike_at_other_addresses_decode_alike, .timeout = 120
         free(k);
         free(v);
         free(q);
+    }
+}
+
+/* The scan's work items (decode.h's adamas_scan_plan): every chunk of every kv head
+ * exactly once; kv head by kv head, or, where threads share kv heads, each claim's
+ * chunks consecutive in one kv head and consecutive claims on different kv heads (so
+ * that a kv head's later claims start after its first ones). */
+Test(threads, the_scan_plan_hands_out_every_chunk_once, .timeout = 60)
+{
+    rng_seed_from_env();
+    for (int trial = 0; trial < 400; trial++) {
+        const uint32_t n_kv = 1 + rng_below(trial % 4 == 0 ? 40 : 9);
+        const uint32_t chunks = 1 + rng_below(trial % 3 == 0 ? 70 : 10);
+        const uint32_t team = 1 + rng_below(20);
+        const scan_plan plan = adamas_scan_plan(n_kv, chunks, team);
+        expect(plan.claim >= 1 && plan.claim <= chunks,
+               "%u kv heads x %u chunks, %u threads: claim %u", n_kv, chunks, team, plan.claim);
+        expect(!plan.shared || team > 1, "%u kv heads x %u chunks: shared on one thread", n_kv,
+               chunks);
+        uint8_t *seen = calloc((size_t)n_kv * chunks, 1);
+        uint32_t prev_g = UINT32_MAX, prev_chunk = 0, scanned = 0;
+        for (uint32_t item = 0; item < plan.items; item++) {
+            uint32_t g, chunk;
+            const bool real = adamas_scan_item(&plan, n_kv, chunks, item, &g, &chunk);
+            if (!real)
+                continue;
+            expect(g < n_kv && chunk < chunks, "%u kv heads x %u chunks, %u threads: item %u "
+                   "gives kv head %u chunk %u", n_kv, chunks, team, item, g, chunk);
+            expect(!seen[(size_t)g * chunks + chunk], "%u kv heads x %u chunks, %u threads: "
+                   "kv head %u chunk %u handed out twice", n_kv, chunks, team, g, chunk);
+            seen[(size_t)g * chunks + chunk] = 1;
+            scanned++;
+            if (!plan.shared)
+                expect(item == (size_t)g * chunks + chunk, "%u kv heads x %u chunks, %u threads: "
+                       "item %u out of kv head order", n_kv, chunks, team, item);
+            else if (item % plan.claim != 0)
+                expect(g == prev_g && chunk == prev_chunk + 1, "%u kv heads x %u chunks, %u "
+                       "threads: item %u is not the next chunk of its claim", n_kv, chunks, team,
+                       item);
+            else if (item > 0 && n_kv > 1)
+                expect(g != prev_g, "%u kv heads x %u chunks, %u threads: claims at item %u "
+                       "stay on kv head %u", n_kv, chunks, team, item, g);
+            prev_g = g;
+            prev_chunk = chunk;
+        }
+        expect(scanned == n_kv * chunks, "%u kv heads x %u chunks, %u threads: %u of %u chunks "
+               "handed out", n_kv, chunks, team, scanned, n_kv * chunks);
+        free(seen);
     }
 }
