@@ -310,7 +310,7 @@ Test(threads, caches_built_alike_at_other_addresses_decode_alike, .timeout = 120
  * exactly once; kv head by kv head, or, where threads share kv heads, each claim's
  * chunks consecutive in one kv head and consecutive claims on different kv heads (so
  * that a kv head's later claims start after its first ones). */
-Test(threads, the_scan_plan_hands_out_every_chunk_once, .timeout = 60)
+Test(threads, the_scan_plan_hands_out_every_chunk_once, .timeout = 120)
 {
     rng_seed_from_env();
     for (int trial = 0; trial < 400; trial++) {
