@@ -437,27 +437,38 @@ static inline void scan_group_words(const uint64_t *q, size_t q_stride, size_t h
     }
 }
 
+/* Keys per block of a group of more than GROUP_PASS_HEADS heads, whose passes each
+ * read the block's codes, from L1 after the first (256 keys of d = 128: 8 KiB). */
+#define GROUP_BLOCK_KEYS 256
+
 static inline void scan_group(const uint64_t *q, size_t q_stride, size_t heads,
                               const uint64_t *codes, size_t words, size_t n, const uint16_t *limit,
                               uint32_t *hist, size_t hist_stride, uint16_t *dist,
                               size_t dist_stride, uint32_t first, uint32_t *hits,
                               size_t hits_stride, uint32_t *n_hits, int xorw)
 {
+    const size_t block_keys = heads > GROUP_PASS_HEADS ? GROUP_BLOCK_KEYS : n;
+    for (size_t at = 0; at < n; at += block_keys) {
+        const size_t len = n - at < block_keys ? n - at : block_keys;
+        const uint64_t *block = codes + at * words;
+        uint16_t *block_dist = dist ? dist + at : NULL;
+        const uint32_t block_first = first + (uint32_t)at;
 #define SCAN_GROUP_WORDS(w)                                                                  \
-    scan_group_words(q, q_stride, heads, codes, w, n, limit, hist, hist_stride, dist,        \
-                     dist_stride, first, hits, hits_stride, n_hits, xorw)
-    switch (words) {
-    case 2: SCAN_GROUP_WORDS(2); break;
-    case 4: SCAN_GROUP_WORDS(4); break;
-    case 8: SCAN_GROUP_WORDS(8); break;
-    case 16: SCAN_GROUP_WORDS(16); break;
-    case 32: SCAN_GROUP_WORDS(32); break;
-    default:
-        (xorw ? adamas_scan_group_xorw_scalar : adamas_scan_group_l1_scalar)(
-            q, q_stride, heads, codes, words, n, limit, hist, hist_stride, dist, dist_stride,
-            first, hits, hits_stride, n_hits);
-    }
+    scan_group_words(q, q_stride, heads, block, w, len, limit, hist, hist_stride, block_dist, \
+                     dist_stride, block_first, hits, hits_stride, n_hits, xorw)
+        switch (words) {
+        case 2: SCAN_GROUP_WORDS(2); break;
+        case 4: SCAN_GROUP_WORDS(4); break;
+        case 8: SCAN_GROUP_WORDS(8); break;
+        case 16: SCAN_GROUP_WORDS(16); break;
+        case 32: SCAN_GROUP_WORDS(32); break;
+        default:
+            (xorw ? adamas_scan_group_xorw_scalar : adamas_scan_group_l1_scalar)(
+                q, q_stride, heads, block, words, len, limit, hist, hist_stride, block_dist,
+                dist_stride, block_first, hits, hits_stride, n_hits);
+        }
 #undef SCAN_GROUP_WORDS
+    }
 }
 
 #define DEFINE_SCAN_GROUP_AVX2(name, xorw)                                                    \
