@@ -26,10 +26,14 @@
 #include "prefetch.h"
 #include "select.h"
 
-/* Tokens per scan item; keys per call of the grouped scan, whose codes stay in L1
- * while every query head of the kv head scans them (whatever the table's kernel). */
+/* Tokens per scan item; keys per call of the grouped scan, between which decode
+ * lowers the limits.  The kernels keep their own smaller blocks of codes in L1 while
+ * the heads of a kv head scan them.  Side by side (32/8, 1 thread, three interleaved
+ * rounds), 1024 keys against 256: the scan 0.884-0.891 -> 0.843-0.862 ms at 32K and
+ * 3.24-3.34 -> 3.03-3.07 ms at 128K, Adamas B = 128 1.09-1.11 -> 1.06-1.09 and
+ * 3.68-3.79 -> 3.47-3.59 ms; 512 keys between the two. */
 #define ADAMAS_SCAN_CHUNK 4096u
-#define ADAMAS_SCAN_BLOCK 256u
+#define ADAMAS_SCAN_BLOCK 1024u
 /* Tokens per attention item (partial softmax). */
 #define ADAMAS_ATTN_CHUNK 1024u
 
