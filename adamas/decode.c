@@ -152,13 +152,12 @@ static void take_bound(const decode_step *s, const atomic_uint *bound, uint16_t 
     const uint32_t lower = atomic_load_explicit(bound, memory_order_relaxed);
     if (lower >= *limit)
         return;
-    const uint32_t behind = SPARSE_AFTER * s->k_codes;
     if (*limit == UINT16_MAX) {
         memset(seen, 0, ((size_t)lower + 1) * sizeof *seen);
-        seen[s->nbins] = behind;
-    } else if (seen[s->nbins] < behind) {
-        seen[s->nbins] = behind;
+        seen[s->nbins] = 0;
     }
+    if (seen[s->nbins] < SPARSE_AFTER * s->k_codes)
+        seen[s->nbins] = SPARSE_AFTER * s->k_codes;
     *limit = (uint16_t)lower;
 }
 
@@ -415,7 +414,7 @@ static void run_step(const decode_step *s, adamas_workspace *ws, const float *q,
         }
     const bool parallel = threads > 1 && step_bytes(s) >= PARALLEL_MIN_BYTES;
     const uint32_t team = parallel ? threads : 1;
-    const scan_plan plan = adamas_scan_plan(n_kv, scan ? scan_chunks : 1, team);
+    const scan_plan plan = adamas_scan_plan(n_kv, scan_chunks, team);
     if (scan)
         for (uint32_t g = 0; g < n_kv; g++) {
             atomic_init(&ws->scanned[g], 0);
@@ -459,7 +458,7 @@ static void run_step(const decode_step *s, adamas_workspace *ws, const float *q,
 #pragma omp for schedule(dynamic, plan.claim) nowait
             for (uint32_t item = 0; item < plan.items; item++) {
                 uint32_t g, chunk;
-                if (!adamas_scan_item(&plan, n_kv, scan_chunks, item, &g, &chunk))
+                if (!adamas_scan_item(&plan, item, &g, &chunk))
                     continue;
                 scan_chunk(s, ws, g, chunk, limit, seen, plan.shared);
                 if (completes_kv_head(ws, g, scan_chunks))

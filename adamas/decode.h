@@ -151,6 +151,7 @@ static inline uint32_t adamas_claim_chunks(uint32_t n_kv, uint32_t chunks_per_kv
 /* How a step's `team` threads share the scan of n_kv kv heads of `chunks` chunks each
  * (decode.c, and the benchmark's scan row). */
 typedef struct {
+    uint32_t n_kv, chunks; /* the loop's kv heads, and chunks per kv head            */
     uint32_t claim; /* chunks a thread claims at a time (adamas_claim_chunks)          */
     bool shared;    /* threads share kv heads: claims go round the kv heads in turn,
                        and the threads publish their limits (bound)                 */
@@ -167,7 +168,8 @@ typedef struct {
  * faster.  (Measured while phases 3-5 waited for the whole scan, no faster.) */
 static inline scan_plan adamas_scan_plan(uint32_t n_kv, uint32_t chunks, uint32_t team)
 {
-    scan_plan p = {.claim = adamas_claim_chunks(n_kv, chunks, team)};
+    scan_plan p = {.n_kv = n_kv, .chunks = chunks,
+                   .claim = adamas_claim_chunks(n_kv, chunks, team)};
     p.shared = team > 1 && p.claim < chunks;
     const uint32_t claims_per_kv = (chunks + p.claim - 1) / p.claim;
     p.items = p.shared ? n_kv * claims_per_kv * p.claim : n_kv * chunks;
@@ -176,18 +178,18 @@ static inline scan_plan adamas_scan_plan(uint32_t n_kv, uint32_t chunks, uint32_
 
 /* The kv head g and chunk of scan item `item` of plan p; false for an item past the
  * last chunk of its kv head, which scans nothing. */
-static inline bool adamas_scan_item(const scan_plan *p, uint32_t n_kv, uint32_t chunks,
-                                    uint32_t item, uint32_t *g, uint32_t *chunk)
+static inline bool adamas_scan_item(const scan_plan *p, uint32_t item, uint32_t *g,
+                                    uint32_t *chunk)
 {
     if (!p->shared) {
-        *g = item / chunks;
-        *chunk = item % chunks;
+        *g = item / p->chunks;
+        *chunk = item % p->chunks;
         return true;
     }
     const uint32_t claim = item / p->claim;
-    *g = claim % n_kv;
-    *chunk = claim / n_kv * p->claim + item % p->claim;
-    return *chunk < chunks;
+    *g = claim % p->n_kv;
+    *chunk = claim / p->n_kv * p->claim + item % p->claim;
+    return *chunk < p->chunks;
 }
 
 /* Phase 3: the tokens query head h (reading kv head kv_head) attends to, ascending,

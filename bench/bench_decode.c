@@ -776,7 +776,7 @@ static int scan_phase(bench_case *bc, int threads, uint32_t budget)
 #pragma omp for schedule(dynamic, plan.claim)
         for (uint32_t item = 0; item < plan.items; item++) {
             uint32_t g, chunk;
-            if (!adamas_scan_item(&plan, kv, chunks, item, &g, &chunk))
+            if (!adamas_scan_item(&plan, item, &g, &chunk))
                 continue;
             const size_t h0 = (size_t)g * group;
             const size_t at = (size_t)chunk * bc->sh.heads + h0;
